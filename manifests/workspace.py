@@ -1,0 +1,91 @@
+"""The workspace: one folder that holds originals, crops, manifests, datasets and runs."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+DEFAULT_HOME = "workspace"
+ENV_HOME = "HEADSHOT_HOME"
+
+
+class WorkspaceBusy(RuntimeError):
+    """Another headshot process is writing to this workspace."""
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """`--home` wins, then HEADSHOT_HOME, then ./workspace."""
+    chosen = home if home not in (None, "") else os.environ.get(ENV_HOME) or DEFAULT_HOME
+    return Path(chosen).expanduser().resolve()
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def new_run_id(stage: str) -> str:
+    """Sortable by time, unique across processes: `<stage>-<UTC time>-<random>`."""
+    return f"{stage}-{utcnow().strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    home: Path
+
+    @classmethod
+    def open(cls, home: str | os.PathLike[str] | None = None, create: bool = True) -> "Workspace":
+        ws = cls(resolve_home(home))
+        if create:
+            for d in (ws.images, ws.crops, ws.manifests, ws.datasets, ws.runs, ws.tmp):
+                d.mkdir(parents=True, exist_ok=True)
+        return ws
+
+    images = property(lambda self: self.home / "images")
+    crops = property(lambda self: self.home / "crops")
+    manifests = property(lambda self: self.home / "manifests")
+    datasets = property(lambda self: self.home / "datasets")
+    runs = property(lambda self: self.home / "runs")
+    tmp = property(lambda self: self.home / "tmp")
+    review_db = property(lambda self: self.home / "review.sqlite")
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.home).as_posix()
+
+    def absolute(self, rel: str) -> Path:
+        p = (self.home / rel).resolve()
+        if self.home not in p.parents:
+            raise ValueError(f"{rel!r} points outside the workspace")
+        return p
+
+    @contextlib.contextmanager
+    def writer_lock(self, what: str = "write") -> Iterator[None]:
+        """One writer at a time; a killed writer's lock goes with its process."""
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.manifests / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                raise WorkspaceBusy(
+                    f"the workspace {self.home} is busy ({holder or 'another headshot process'}); "
+                    "wait for it to finish or stop it"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} running {what}".encode(), 0)
+            self._clean_stale_temps()
+            yield
+        finally:
+            os.close(fd)
+
+    def _clean_stale_temps(self) -> None:
+        # Only the lock holder writes, so any temp file seen now was left by a killed writer.
+        for folder in (self.manifests, self.tmp):
+            for p in folder.glob(".tmp-*"):
+                p.unlink(missing_ok=True)

@@ -1,0 +1,183 @@
+"""The `headshot` command line. Thin: each command parses its options and calls one stage.
+
+Heavy libraries are imported inside the commands so that `headshot --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    name="headshot",
+    help="Build curated face datasets from artwork on the web, and train GANs on them.\n\n"
+    "Example: headshot ingest ~/Pictures/art && headshot status",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+dataset_app = typer.Typer(help="Dataset versions: list them and compare two of them.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+class _State:
+    home: Optional[str] = None
+
+
+@app.callback()
+def _main(
+    home: Optional[str] = typer.Option(
+        None, "--home", envvar="HEADSHOT_HOME", show_envvar=True,
+        help="Workspace folder (default ./workspace).",
+    ),
+) -> None:
+    _State.home = home
+
+
+def _workspace(create: bool = True):
+    from manifests.workspace import Workspace
+
+    return Workspace.open(_State.home, create=create)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"headshot: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def ingest(
+    paths: List[str] = typer.Argument(..., help="Folders (walked recursively), image files, or .txt files listing one URL per line."),
+    workers: int = typer.Option(0, help="Decoding processes (0 = one per core)."),
+    min_side: int = typer.Option(40, help="Images with a shorter side (px) are kept as too_small."),
+    delay: float = typer.Option(1.0, help="Seconds between two downloads from one host."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+) -> None:
+    """Add images to the workspace: each input becomes a row, each distinct content one stored original.
+
+    Example: headshot ingest ~/Pictures/art downloads/urls.txt
+    """
+    from dataclasses import replace
+
+    from curation.decode import DecodeConfig
+    from curation.fetch import FetchConfig
+    from curation.ingest import IngestConfig, IngestInputError
+    from curation.ingest import ingest as run_ingest
+    from manifests.workspace import WorkspaceBusy
+
+    cfg = IngestConfig(workers=workers, decode=replace(DecodeConfig(), min_side=min_side),
+                       fetch=replace(FetchConfig(), per_host_delay=delay))
+    try:
+        report = run_ingest(paths, _workspace(), cfg, progress=not no_progress)
+    except IngestInputError as exc:
+        _fail(str(exc))
+    except WorkspaceBusy as exc:
+        _fail(str(exc), 3)
+    typer.echo(f"ingested {report.inputs} inputs: {report.new_images} new images, "
+               f"{report.already_stored} already stored (run {report.run_id})")
+    if report.stored_status:
+        typer.echo("  new images by status: " + ", ".join(f"{k} {v}" for k, v in sorted(report.stored_status.items())))
+    bad_inputs = {k: v for k, v in report.input_status.items() if k != "ok"}
+    if bad_inputs:
+        typer.echo("  inputs not read: " + ", ".join(f"{k} {v}" for k, v in sorted(bad_inputs.items())))
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output (stable keys).")) -> None:
+    """Counts per stage and status, and the latest dataset versions.
+
+    Example: headshot status --json | jq .stages.stored
+    """
+    from manifests.status import workspace_status
+    from pipelines.report import format_status
+
+    st = workspace_status(_workspace(create=False))
+    typer.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else format_status(st))
+
+
+@dataset_app.command("list")
+def dataset_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Every dataset with its versions.
+
+    Example: headshot dataset list
+    """
+    from manifests.datasets import list_datasets
+
+    found = list_datasets(_workspace(create=False))
+    if as_json:
+        typer.echo(json.dumps({n: [{"version": v.version, "rows": v.rows, "created_at": v.created_at,
+                                    "content_hash": v.content_hash} for v in vs] for n, vs in found.items()}, indent=2))
+        return
+    if not found:
+        typer.echo("no datasets yet (headshot dataset build NAME makes one)")
+    for name, vs in found.items():
+        latest = vs[-1]
+        typer.echo(f"{name}: {len(vs)} version(s), latest v{latest.version} with {latest.rows} crops ({latest.created_at})")
+
+
+@dataset_app.command("diff")
+def dataset_diff(
+    name: str = typer.Argument(..., help="Dataset name."),
+    a: str = typer.Argument(..., help="Older version, e.g. v1."),
+    b: str = typer.Argument(..., help="Newer version, e.g. v2."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """What was added, removed and relabelled between two versions.
+
+    Example: headshot dataset diff faces v1 v2
+    """
+    from manifests.datasets import DatasetError, diff, parse_ref
+
+    try:
+        _, va = parse_ref(f"{name}@{a}")
+        _, vb = parse_ref(f"{name}@{b}")
+        d = diff(_workspace(create=False), name, va, vb)
+    except DatasetError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({
+            "added": [r.crop_id for r in d.added], "removed": [r.crop_id for r in d.removed],
+            "relabelled": [{"crop_id": x.crop_id, "tags": [list(x.tags), list(y.tags)], "split": [x.split, y.split]}
+                           for x, y in d.relabelled],
+        }, indent=2))
+        return
+    s = d.summary()
+    typer.echo(f"{name} {a} -> {b}: {s['added']} added, {s['removed']} removed, {s['relabelled']} relabelled")
+    for r in d.added:
+        typer.echo(f"+ {r.crop_id}  {r.image_url or r.crop_path}")
+    for r in d.removed:
+        typer.echo(f"- {r.crop_id}  {r.image_url or r.crop_path}")
+    for x, y in d.relabelled:
+        typer.echo(f"~ {x.crop_id}  tags {','.join(x.tags) or '-'} -> {','.join(y.tags) or '-'}"
+                   f"  split {x.split} -> {y.split}")
+
+
+@app.command()
+def demo(
+    home: Optional[str] = typer.Option(None, "--home", help="Workspace for the demo (default ./demo-workspace)."),
+    count: int = typer.Option(48, help="How many artworks to generate."),
+) -> None:
+    """Run the pipeline offline on generated artwork, in its own workspace.
+
+    Example: headshot demo && headshot --home demo-workspace status
+    """
+    from pipelines.demo import run_demo
+
+    run_demo(home or _State.home or "demo-workspace", count=count, echo=typer.echo)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted: rows written so far are kept; run the same command again to resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
