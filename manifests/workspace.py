@@ -19,6 +19,24 @@ class WorkspaceBusy(RuntimeError):
     """Another headshot process is writing to this workspace."""
 
 
+# A forked child (a decoding worker) shares the parent's lock file description; if it kept
+# the descriptor, the lock would outlive a killed parent. Children drop it at once (closing
+# a duplicate does not release the parent's lock; LOCK_UN would).
+_HELD_LOCKS: set[int] = set()
+
+
+def _drop_inherited_locks() -> None:
+    for fd in list(_HELD_LOCKS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     """`--home` wins, then HEADSHOT_HOME, then ./workspace."""
     chosen = home if home not in (None, "") else os.environ.get(ENV_HOME) or DEFAULT_HOME
@@ -77,11 +95,13 @@ class Workspace:
                     f"the workspace {self.home} is busy ({holder or 'another headshot process'}); "
                     "wait for it to finish or stop it"
                 ) from None
+            _HELD_LOCKS.add(fd)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} running {what}".encode(), 0)
             self._clean_stale_temps()
             yield
         finally:
+            _HELD_LOCKS.discard(fd)
             os.close(fd)
 
     def _clean_stale_temps(self) -> None:

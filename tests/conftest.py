@@ -1,0 +1,100 @@
+"""Shared fixtures: the ../shared data folder, a fresh workspace, and a local HTTP site."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HEADSHOT_SHARED", REPO.parent / "shared"))
+SHARED_DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "SHA256SUMS").exists():
+        pytest.skip(f"../shared/data is absent ({SHARED_DATA}): these tests read real images from it")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def ws(tmp_path):
+    from manifests.workspace import Workspace
+
+    return Workspace.open(tmp_path / "ws")
+
+
+@dataclass
+class Route:
+    """What the site answers on one path: a list of (status, headers, body), one per request,
+    the last repeated."""
+
+    responses: list[tuple[int, dict[str, str], bytes]]
+    hits: list[float] = field(default_factory=list)
+
+
+class Site:
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.log: list[tuple[float, str, dict[str, str]]] = []
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def add(self, path: str, *responses: tuple[int, dict[str, str], bytes]) -> str:
+        self.routes[path] = Route(list(responses))
+        return self.url(path)
+
+    def hits(self, path: str) -> list[float]:
+        return self.routes[path].hits
+
+    def _handler(self) -> Callable:
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output quiet
+                pass
+
+            def do_GET(self) -> None:
+                now = time.monotonic()
+                with site.lock:
+                    site.log.append((now, self.path, dict(self.headers)))
+                    route = site.routes.get(self.path)
+                    if route is None:
+                        status, headers, body = 404, {"Content-Type": "text/plain"}, b"not found"
+                    else:
+                        route.hits.append(now)
+                        i = min(len(route.hits) - 1, len(route.responses) - 1)
+                        status, headers, body = route.responses[i]
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                if "Content-Length" not in headers:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+
+@pytest.fixture
+def site():
+    s = Site()
+    s.thread.start()
+    yield s
+    s.server.shutdown()
+    s.server.server_close()
