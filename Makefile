@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/headshot demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -x --durations=15
+	$(BIN)/python -m pytest -q --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -130,6 +130,10 @@ def _inspect(data: bytes, cfg: DecodeConfig) -> Inspection:
                               format=fmt, ext=SUPPORTED[fmt], width=width, height=height, mode=im.mode, frames=frames)
         mode = im.mode
         try:
+            if fmt == "JPEG":
+                # Validation needs the whole stream parsed, not full-size pixels: DCT scaling
+                # reads every byte (truncation still fails) at a fraction of the IDCT work.
+                im.draft(mode, (max(1, width // 8), max(1, height // 8)))
             im.load()
             transparent = _really_transparent(im)
             orientation = im.getexif().get(_ORIENTATION, 1)

@@ -37,6 +37,7 @@ class IngestConfig:
     fetch: FetchConfig = field(default_factory=FetchConfig)
     workers: int = 0  # decoding processes; 0 = one per core
     download_threads: int = 4  # hosts fetched in parallel (each host stays one-at-a-time)
+    chunk_files: int = 16  # files per task handed to a decoding process
     part_rows: int = 500  # rows per manifest part written during the run
     part_seconds: float = 10.0  # ... or this often, whichever comes first
 
@@ -146,6 +147,17 @@ def _work_file(path: str) -> tuple[str, str, str, StoredImage | None]:
     return "ok", "", sha, _store(data, sha)
 
 
+def _work_files(paths: list[str]) -> list[tuple[str, str, str, StoredImage | None]]:
+    """Several files per task: one round trip to the driver per chunk, not per file."""
+    out = []
+    for p in paths:
+        try:
+            out.append(_work_file(p))
+        except Exception as exc:  # one input's failure must not end the run
+            out.append(("unreadable", f"{type(exc).__name__}: {exc}", "", None))
+    return out
+
+
 def _work_bytes(data: bytes) -> tuple[str, str, str, StoredImage | None]:
     sha = sha256_hex(data)
     return "ok", "", sha, _store(data, sha)
@@ -246,23 +258,41 @@ def _run(inputs: list[Input], ws: Workspace, cfg: IngestConfig, known: frozenset
 
         with cf.ThreadPoolExecutor(max(1, cfg.download_threads), thread_name_prefix="fetch") as threads, \
                 _progress(len(inputs), progress) as bar:
-            window = 4 * workers + cfg.download_threads
-            todo = iter(inputs)
-            pending: dict[cf.Future, Input] = {}
+            window = 3 * workers + cfg.download_threads
+            todo = _jobs(inputs, cfg.chunk_files)
+            pending: dict[cf.Future, list[Input]] = {}
             while True:
-                while len(pending) < window and (inp := next(todo, None)) is not None:
-                    fut = procs.submit(_work_file, inp.uri) if inp.kind == "file" else threads.submit(fetch_then_decode, inp.uri)
-                    pending[fut] = inp
+                while len(pending) < window and (job := next(todo, None)) is not None:
+                    if job[0].kind == "file":
+                        fut = procs.submit(_work_files, [inp.uri for inp in job])
+                    else:
+                        fut = threads.submit(lambda url: [fetch_then_decode(url)], job[0].uri)
+                    pending[fut] = job
                 if not pending:
                     break
                 done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for fut in done:
-                    inp = pending.pop(fut)
-                    bar.update(1)
+                    job = pending.pop(fut)
+                    bar.update(len(job))
                     try:
-                        result = fut.result()
+                        results = fut.result()
                     except cf.process.BrokenProcessPool:
                         raise  # a decoder crashed its process: rows so far are kept, rerun resumes
                     except Exception as exc:  # one input's failure must not end the run
-                        result = ("unreadable", f"{type(exc).__name__}: {exc}", "", None)
-                    yield inp, result
+                        results = [("unreadable", f"{type(exc).__name__}: {exc}", "", None)] * len(job)
+                    yield from zip(job, results)
+
+
+def _jobs(inputs: list[Input], chunk: int) -> Iterator[list[Input]]:
+    """Files in chunks (cheap to hand out), URLs one by one (each waits on its host)."""
+    files: list[Input] = []
+    for inp in inputs:
+        if inp.kind == "url":
+            yield [inp]
+            continue
+        files.append(inp)
+        if len(files) >= chunk:
+            yield files
+            files = []
+    if files:
+        yield files

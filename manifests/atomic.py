@@ -24,19 +24,22 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> bool:
+def write_bytes_atomic(path: Path, data: bytes, *, exclusive: bool = False, durable: bool = True) -> bool:
     """Write `data` to `path` atomically. With exclusive=True an existing file is never replaced
-    (returns False), which is how immutable files (blobs, dataset versions) stay immutable."""
+    (returns False), which is how immutable files (blobs, dataset versions) stay immutable.
+    durable=False skips the fsyncs: still atomic against a killed process, not against a power
+    cut; for content-addressed files whose name is their checksum, so damage is detectable."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_beside(path)
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    return _publish(tmp, path, exclusive)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    return _publish(tmp, path, exclusive, durable)
 
 
-def _publish(tmp: Path, path: Path, exclusive: bool) -> bool:
+def _publish(tmp: Path, path: Path, exclusive: bool, durable: bool = True) -> bool:
     try:
         if exclusive:
             try:
@@ -45,7 +48,8 @@ def _publish(tmp: Path, path: Path, exclusive: bool) -> bool:
                 return False
         else:
             os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
         return True
     finally:
         tmp.unlink(missing_ok=True)

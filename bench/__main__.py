@@ -1,0 +1,14 @@
+"""`make bench`: run every benchmark and print its figures (markdown, for BENCHMARKS.md)."""
+
+import argparse
+
+from bench import ingest_throughput
+
+BENCHES = {"ingest": ingest_throughput.main}
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description="headshot benchmarks. Example: python -m bench ingest")
+    ap.add_argument("names", nargs="*", help=f"which to run: {', '.join(BENCHES)} (default: all)")
+    args = ap.parse_args()
+    for name in args.names or BENCHES:
+        BENCHES[name]()
