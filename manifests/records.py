@@ -68,12 +68,15 @@ class ScrapedImage(Record):
     crawl_run_id: str = ""
     opted_out: bool = False
     image_sha256: str = ""  # empty when no bytes were obtained
+    extra: str = "{}"  # JSON: the site's own fields (getchu's reading and voice actor, ...)
 
     TABLE: ClassVar[str] = "scraped"
     KEY: ClassVar[tuple[str, ...]] = ("source", "source_id", "image_url")
-    STATUSES: ClassVar[frozenset[str]] = frozenset(
-        {"ok", "http_error", "opted_out", "robots_disallowed", "too_large", "unreadable", "invalid"}
-    )
+    STATUSES: ClassVar[frozenset[str]] = frozenset({
+        "ok", "http_error", "opted_out", "robots_disallowed", "too_large", "unreadable", "invalid",
+        # a page that failed, keyed "page:<url>": what it was instead of the page asked for
+        "blocked", "age_gate", "unavailable", "truncated", "not_found", "page_error", "offsite",
+    })
     SCHEMA: ClassVar[pa.Schema] = _schema(
         ("source", pa.string(), False),
         ("source_id", pa.string(), False),
@@ -92,6 +95,7 @@ class ScrapedImage(Record):
         ("crawl_run_id", pa.string(), False),
         ("opted_out", pa.bool_(), False),
         ("image_sha256", pa.string(), False),
+        ("extra", pa.string(), False),
     )
 
 

@@ -76,7 +76,7 @@ def _default_array(f: pa.Field, n: int) -> pa.Array:
     if f.nullable:
         return pa.nulls(n, f.type)
     if pa.types.is_string(f.type):
-        return pa.array([""] * n, f.type)
+        return pa.array(["{}" if f.name == "extra" else ""] * n, f.type)
     if pa.types.is_boolean(f.type):
         return pa.array([False] * n, f.type)
     if pa.types.is_list(f.type):

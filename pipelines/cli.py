@@ -88,6 +88,37 @@ def ingest(
 
 
 @app.command()
+def crawl(
+    source: str = typer.Argument(..., help="getchu | myanimelist | deviantart"),
+    query: Optional[str] = typer.Option(None, "--query", help="Search words (getchu keyword, MAL name, DeviantArt search)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Stop after this many images."),
+    since: Optional[str] = typer.Option(None, "--since", help="First release month, YYYY-MM (getchu)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Last release month, YYYY-MM (getchu)."),
+    sets: List[str] = typer.Option([], "--set", help="A Scrapy setting, KEY=VALUE (repeatable), e.g. GETCHU_BASE_URL=http://127.0.0.1:8080."),
+    args: List[str] = typer.Option([], "--arg", help="A spider argument, KEY=VALUE (repeatable), e.g. ids=1092994 or mode=html."),
+) -> None:
+    """Collect artwork from a site into the workspace, politely, resuming where a stopped crawl was.
+
+    Example: headshot crawl getchu --since 2015-05 --until 2015-06 --limit 200
+    """
+    from spiders.run import CrawlRequest, SOURCES, crawl as run_crawl, parse_assignments
+
+    if source not in SOURCES:
+        _fail(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
+    try:
+        spider_args = parse_assignments(args, "--arg")
+        settings = parse_assignments(sets, "--set")
+    except ValueError as exc:
+        _fail(str(exc))
+    for key, value in (("query", query), ("limit", limit), ("since", since), ("until", until)):
+        if value is not None:
+            spider_args[key] = str(value)
+    code = run_crawl(CrawlRequest(source, spider_args, settings), _workspace())
+    if code:
+        _fail(f"the {source} crawl failed (scrapy exit code {code}); rows written so far are kept", code)
+
+
+@app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output (stable keys).")) -> None:
     """Counts per stage and status, and the latest dataset versions.
 

@@ -22,7 +22,7 @@ def ingested(shared_data, tmp_path_factory):
 
 def test_one_row_per_file(ingested, shared_data):
     ws, report = ingested
-    files = sorted(str(p) for p in shared_data.rglob("*") if p.is_file())
+    files = sorted(str(p.resolve()) for p in shared_data.rglob("*") if p.is_file())
     scraped = tables.read_records(ws, ScrapedImage)
     assert sorted(r.source_id for r in scraped) == files
     assert report.inputs == len(files)
