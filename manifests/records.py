@@ -74,8 +74,8 @@ class ScrapedImage(Record):
     KEY: ClassVar[tuple[str, ...]] = ("source", "source_id", "image_url")
     STATUSES: ClassVar[frozenset[str]] = frozenset({
         "ok", "http_error", "opted_out", "robots_disallowed", "too_large", "unreadable", "invalid",
-        # a page that failed, keyed "page:<url>": what it was instead of the page asked for
-        "blocked", "age_gate", "unavailable", "truncated", "not_found", "page_error", "offsite",
+        # pages, keyed "page:<url>": "page" when parsed (extra lists its images), else what it was
+        "page", "blocked", "age_gate", "unavailable", "truncated", "not_found", "page_error", "offsite",
     })
     SCHEMA: ClassVar[pa.Schema] = _schema(
         ("source", pa.string(), False),

@@ -1,0 +1,64 @@
+"""Downloader middleware: retries that respect the site.
+
+Retry-After (seconds or an HTTP date) pauses every request to that host, not just the one
+that got it; without it, 429 and 5xx back off exponentially. A Retry-After longer than
+HEADSHOT_MAX_RETRY_AFTER gives up on the request, which the spider then records as a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from scrapy.http import Request, Response
+from scrapy.utils.httpobj import urlparse_cached
+
+from curation.fetch import parse_retry_after
+
+log = logging.getLogger(__name__)
+
+
+class PoliteRetryMiddleware:
+    def __init__(self, settings) -> None:
+        self.times = settings.getint("HEADSHOT_RETRY_TIMES")
+        self.codes = set(settings.getlist("HEADSHOT_RETRY_CODES"))
+        self.codes = {int(c) for c in self.codes}
+        self.backoff = settings.getfloat("HEADSHOT_BACKOFF")
+        self.max_wait = settings.getfloat("HEADSHOT_MAX_RETRY_AFTER")
+        self.not_before: dict[str, float] = {}  # host -> monotonic time it may be asked again
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        o = cls(crawler.settings)
+        o.stats = crawler.stats
+        return o
+
+    async def process_request(self, request: Request) -> None:
+        host = urlparse_cached(request).netloc
+        wait = self.not_before.get(host, 0.0) - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return None
+
+    def process_response(self, request: Request, response: Response):
+        if response.status not in self.codes or request.meta.get("dont_retry"):
+            return response
+        tries = request.meta.get("headshot_retries", 0)
+        if tries >= self.times:
+            self.stats.inc_value("headshot/retry/gave_up")
+            return response
+        header = response.headers.get(b"Retry-After")
+        retry_after = parse_retry_after(header.decode("latin-1")) if header else None
+        if retry_after is not None and retry_after > self.max_wait:
+            self.stats.inc_value("headshot/retry/too_long")
+            response.meta["headshot_retry_after"] = retry_after
+            return response
+        wait = retry_after if retry_after is not None else self.backoff * (2 ** tries)
+        host = urlparse_cached(request).netloc
+        self.not_before[host] = max(self.not_before.get(host, 0.0), time.monotonic() + wait)
+        log.info("HTTP %s from %s: retry %d in %.1f s", response.status, request.url, tries + 1, wait)
+        self.stats.inc_value(f"headshot/retry/{response.status}")
+        retry = request.replace(dont_filter=True)
+        retry.meta["headshot_retries"] = tries + 1
+        return retry

@@ -1,0 +1,1 @@
+"""Item pipelines, one per file: validate -> opt-out -> repeats -> store."""

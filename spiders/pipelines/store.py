@@ -1,0 +1,103 @@
+"""Last pipeline: originals into the blob store and rows into the manifests, through the
+`manifests` package (content-addressed `images/ab/<sha256>.<ext>`, not Scrapy's URL hashes).
+
+Rows are written as whole Parquet parts during the crawl, so a crawl killed at any point
+keeps what it stored and the resumed crawl skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+
+from curation.decode import DecodeConfig, inspect_image
+from manifests import tables
+from manifests.blobs import BlobStore, sha256_hex
+from manifests.records import ScrapedImage, StoredImage
+from manifests.workspace import Workspace, utcnow
+
+from ..items import Fetched
+
+
+def _when(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        from datetime import timezone
+
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt
+
+
+class StorePipeline:
+    def __init__(self, home: str, run_id: str, part_rows: int = 200, part_seconds: float = 5.0) -> None:
+        self.ws = Workspace.open(home)
+        self.blobs = BlobStore(self.ws.home)
+        self.run_id = run_id
+        self.part_rows, self.part_seconds = part_rows, part_seconds
+        self.scraped: list[ScrapedImage] = []
+        self.stored: list[StoredImage] = []
+        self.last = time.monotonic()
+        self.decode = DecodeConfig()
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        home = crawler.settings.get("HEADSHOT_HOME")
+        if not home:
+            raise ValueError("HEADSHOT_HOME is not set: run `headshot crawl`, or pass -s HEADSHOT_HOME=PATH")
+        o = cls(home, crawler.settings.get("HEADSHOT_RUN_ID") or f"crawl-{int(time.time())}")
+        o.crawler = crawler
+        return o
+
+    def open_spider(self) -> None:
+        self._lock = self.ws.writer_lock(f"crawl {self.run_id}")
+        self._lock.__enter__()
+        self.known = set(tables.read_table(self.ws, StoredImage, ["image_sha256"]).column("image_sha256").to_pylist())
+
+    def close_spider(self) -> None:
+        try:
+            self.flush()
+            tables.compact(self.ws, StoredImage, self.run_id)
+            tables.compact(self.ws, ScrapedImage, self.run_id)
+        finally:
+            self._lock.__exit__(None, None, None)
+
+    def process_item(self, fetched: Fetched) -> Fetched:
+        sha = ""
+        if fetched.status == "ok" and fetched.body:
+            sha = sha256_hex(fetched.body)
+            if sha not in self.known:
+                insp = inspect_image(fetched.body, self.decode)
+                blob = self.blobs.put(fetched.body, insp.ext, sha) if insp.keep_bytes else ""
+                self.stored.append(StoredImage(
+                    image_sha256=sha, status=insp.status, reason=insp.reason, blob_path=blob,
+                    bytes=len(fetched.body), format=insp.format, width=insp.width, height=insp.height,
+                    mode=insp.mode, frames=insp.frames, transparent=insp.transparent, ingested_at=utcnow(),
+                ))
+                self.known.add(sha)
+                self.crawler.stats.inc_value(f"headshot/stored/{insp.status}")
+        item = fetched.item
+        self.scraped.append(ScrapedImage(
+            source=item.source, source_id=item.source_id, image_url=item.image_url, status=fetched.status,
+            reason=fetched.reason, page_url=item.page_url, title=item.title, artist=item.artist,
+            character=item.character, tags=tuple(item.tags), rating=item.rating, license=item.license,
+            published_at=_when(item.published_at), fetched_at=utcnow(), crawl_run_id=self.run_id,
+            opted_out=fetched.status == "opted_out", image_sha256=sha,
+            extra=json.dumps(item.extra, ensure_ascii=False, sort_keys=True, default=str),
+        ))
+        self.crawler.stats.inc_value(f"headshot/rows/{fetched.status}")
+        if len(self.scraped) + len(self.stored) >= self.part_rows or time.monotonic() - self.last > self.part_seconds:
+            self.flush()
+        fetched.body = None  # the bytes are stored; do not keep them in memory
+        return fetched
+
+    def flush(self) -> None:
+        config = {"decode": self.decode.as_dict()}
+        tables.append(self.ws, StoredImage, self.stored, self.run_id, config)
+        tables.append(self.ws, ScrapedImage, self.scraped, self.run_id, config)
+        self.stored, self.scraped, self.last = [], [], time.monotonic()

@@ -1,0 +1,92 @@
+"""Run a crawl in its own process (Scrapy's reactor cannot restart inside one process).
+
+`headshot crawl` and a Prefect task both go through `crawl()`: it builds the `scrapy crawl`
+command line, keeps a JOBDIR per source and query in the workspace so that a stopped or
+killed crawl resumes where it was, and removes that JOBDIR once a crawl has finished, so that
+the next crawl of the same query starts over and fetches only what is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from manifests.workspace import Workspace, new_run_id
+
+SOURCES = ("getchu", "myanimelist", "deviantart")
+FINISHED_MARKER = "headshot-finished"
+CLOSED_MARKER = "headshot-closed"  # written only by a clean close; absent after a kill
+
+
+@dataclass(frozen=True)
+class CrawlRequest:
+    source: str
+    args: dict[str, str] = field(default_factory=dict)  # spider arguments (query, since, ...)
+    settings: dict[str, str] = field(default_factory=dict)  # Scrapy settings (--set KEY=VALUE)
+
+    def job_key(self) -> str:
+        """Same source, arguments and site addresses -> same JOBDIR (so a rerun resumes)."""
+        sites = {k: v for k, v in self.settings.items() if k.endswith("_URL")}
+        blob = json.dumps({"source": self.source, "args": self.args, "sites": sites}, sort_keys=True)
+        return f"{self.source}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def parse_assignments(pairs: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"bad {what} {pair!r}: write KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def command(req: CrawlRequest, ws: Workspace, run_id: str) -> tuple[list[str], Path]:
+    if req.source not in SOURCES:
+        raise ValueError(f"unknown source {req.source!r}: choose one of {', '.join(SOURCES)}")
+    jobdir = ws.runs / "crawl-jobs" / req.job_key()
+    settings = {"HEADSHOT_HOME": str(ws.home), "HEADSHOT_RUN_ID": run_id, "JOBDIR": str(jobdir), **req.settings}
+    argv = [sys.executable, "-m", "scrapy", "crawl", req.source]
+    for k, v in settings.items():
+        argv += ["-s", f"{k}={v}"]
+    for k, v in req.args.items():
+        argv += ["-a", f"{k}={v}"]
+    return argv, jobdir
+
+
+def _die_with_parent() -> None:
+    # If `headshot crawl` is killed, its scrapy process must not go on writing alone.
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def crawl(req: CrawlRequest, ws: Workspace, quiet: bool = False) -> int:
+    """Run the crawl to its end; returns scrapy's exit code."""
+    run_id = new_run_id(f"crawl-{req.source}")
+    argv, jobdir = command(req, ws, run_id)
+    env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "spiders.settings"}
+    # Its own session, so a terminal's Ctrl-C reaches scrapy once, through us: one SIGINT is
+    # Scrapy's clean stop (the JOBDIR is saved and the next run resumes from it), a second forces it.
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL if quiet else None,
+                            stderr=subprocess.DEVNULL if quiet else None, preexec_fn=_die_with_parent,
+                            start_new_session=True)
+    while True:
+        try:
+            code = proc.wait()
+            break
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+    if code == 0 and (jobdir / FINISHED_MARKER).exists():
+        shutil.rmtree(jobdir, ignore_errors=True)
+    return code

@@ -1,0 +1,56 @@
+"""Scrapy settings for headshot's spiders: polite by default.
+
+Site addresses are settings so that a test or a mirror can point a spider anywhere
+(`headshot crawl getchu --set GETCHU_BASE_URL=http://127.0.0.1:8080`).
+"""
+
+from manifests.tables import code_version
+
+BOT_NAME = "headshot"
+SPIDER_MODULES = ["spiders.crawlers"]
+NEWSPIDER_MODULE = "spiders.crawlers"
+
+# Where rows and originals go (`headshot crawl` sets it from --home / HEADSHOT_HOME).
+HEADSHOT_HOME = None
+
+GETCHU_BASE_URL = "https://www.getchu.com"
+MAL_BASE_URL = "https://myanimelist.net"
+JIKAN_BASE_URL = "https://api.jikan.moe/v4"
+DEVIANTART_RSS_URL = "https://backend.deviantart.com/rss.xml"
+DEVIANTART_API_URL = "https://www.deviantart.com/api/v1/oauth2"
+
+USER_AGENT = f"headshot/{code_version().split('+')[0]} (face dataset builder; obeys robots.txt, noai and Retry-After)"
+ROBOTSTXT_OBEY = True
+CONCURRENT_REQUESTS = 8
+CONCURRENT_REQUESTS_PER_DOMAIN = 1
+DOWNLOAD_DELAY = 2.0
+RANDOMIZE_DOWNLOAD_DELAY = True
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 2.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
+DOWNLOAD_TIMEOUT = 60
+DOWNLOAD_MAXSIZE = 64 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 16 * 1024 * 1024
+COOKIES_ENABLED = True
+TELNETCONSOLE_ENABLED = False
+LOG_LEVEL = "INFO"
+
+# headshot's own retry: Retry-After honoured host-wide, exponential backoff on 429 and 5xx.
+RETRY_ENABLED = False
+HEADSHOT_RETRY_TIMES = 3
+HEADSHOT_RETRY_CODES = [429, 500, 502, 503, 504, 408, 522, 524]
+HEADSHOT_BACKOFF = 2.0  # seconds before the first retry without Retry-After, doubled each time
+HEADSHOT_MAX_RETRY_AFTER = 300.0  # a longer Retry-After ends in a row with a reason instead
+HEADSHOT_MAX_BLOCKS = 3  # block pages in a row before the spider stops
+HEADSHOT_REFRESH = False  # True: fetch again what earlier crawls stored
+
+DOWNLOADER_MIDDLEWARES = {
+    "spiders.middlewares.PoliteRetryMiddleware": 550,
+}
+ITEM_PIPELINES = {
+    "spiders.pipelines.validate.ValidatePipeline": 100,
+    "spiders.pipelines.optout.OptOutPipeline": 200,
+    "spiders.pipelines.repeats.RepeatsPipeline": 300,
+    "spiders.pipelines.store.StorePipeline": 400,
+}
+DUPEFILTER_CLASS = "spiders.dupefilter.MemoryDupeFilter"

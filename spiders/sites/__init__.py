@@ -1,0 +1,1 @@
+"""One module per site: URL builders and pure parsers over page text."""

@@ -1,0 +1,412 @@
+"""DeviantArt: the backend RSS search feed and the OAuth2 API's /browse/tags, as pure parsers.
+
+Two ways in, neither scraping HTML: the RSS feed needs no account and pages by 60 through
+`atom:link rel="next"`; the API needs a client-credentials token and pages by `next_offset`.
+Both name a deviation by the number at the end of its URL, so items from either mode share
+`source_id`. Image URLs are signed (`?token=`) and are passed on untouched: changing them
+turns the download into a 401/403.
+
+Every deviation is opted out of AI datasets unless its artist opts in (robots meta and
+X-Robots-Tag `noai`/`noimageai`); RSS and API carry no such flag, so `page_opted_out` and
+`header_opted_out` are here for the spider and the image pipeline to check.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections import Counter
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qs, quote, quote_plus, urljoin, urlsplit
+
+from parsel import Selector
+
+from spiders.parsing import Blocked, ImageItem, NotFound, PageError, Parsed, Truncated, Unavailable
+
+SOURCE = "deviantart"
+RSS_URL = "https://backend.deviantart.com/rss.xml"
+API_URL = "https://www.deviantart.com/api/v1/oauth2"
+API_MAX_LIMIT = 50
+
+# CloudFront blocks by IP reputation and bursts; gallery-dl waits five minutes before trying again.
+BLOCK_WAIT = 300.0
+# A 429 body carries no wait of its own; DA asks for exponential backoff, so start at a minute.
+RATE_LIMIT_WAIT = 60.0
+
+NS = {
+    "media": "http://search.yahoo.com/mrss/",
+    "atom": "http://www.w3.org/2005/Atom",
+    "creativeCommons": "http://backend.userland.com/creativeCommonsRssModule",
+}
+
+_ID_AT_END = re.compile(r"-(\d+)/?$")
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+_ROBOTS_TOKENS = re.compile(r"[\s,:]+")
+_OPT_OUT = {"noai", "noimageai"}
+
+
+class TokenExpired(Unavailable):
+    """401 invalid_token: get a fresh token and retry the request once. An Unavailable, so a
+    spider that does not special-case it still backs off rather than recording an empty page."""
+
+    kind = "token_expired"
+
+
+# ---------------------------------------------------------------- shared checks
+
+
+def is_block_page(text: str) -> bool:
+    """CloudFront's 403 "Request blocked." page, which DA serves for RSS, API and pages alike."""
+    # Only the head is read: a feed item may well mention CloudFront in its (escaped) text.
+    head = text[:8192].lower()
+    return "<html" in head and "cloudfront" in head and "request blocked" in head
+
+
+def _looks_like_html(text: str) -> bool:
+    head = text.lstrip()[:4096].lower()
+    return "<rss" not in head and ("<html" in head or "<!doctype html" in head)
+
+
+def _page_title(text: str) -> str:
+    m = _TITLE.search(text[:16384])
+    return " ".join(m.group(1).split())[:100] if m else ""
+
+
+def _block_error(where: str) -> Blocked:
+    return Blocked(f"CloudFront 'Request blocked' page instead of {where}: DeviantArt blocks this IP "
+                   f"(reputation or request bursts); wait at least {BLOCK_WAIT:.0f} s before retrying, "
+                   "and slow down", retry_after=BLOCK_WAIT)
+
+
+def _html_error(text: str, where: str) -> PageError:
+    if is_block_page(text):
+        return _block_error(where)
+    # A login redirect or an error page: not ours to parse, and retrying at once will not help.
+    return Blocked(f"HTML page instead of {where} (title: {_page_title(text)!r})")
+
+
+def _id_from_url(url: str) -> str:
+    m = _ID_AT_END.search(url.strip())
+    return m.group(1) if m else ""
+
+
+def _collect(entries: list, to_item) -> tuple[list[ImageItem], dict[str, int]]:
+    """Items, and how many entries were left out for each reason (so a page of skips is visible)."""
+    items, skipped = [], Counter()
+    for entry in entries:
+        item, reason = to_item(entry)
+        if item is None:
+            skipped[reason] += 1
+        else:
+            items.append(item)
+    return items, dict(skipped)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- RSS search
+
+
+def rss_search_url(rss_base: str, query: str, order: int | None = None, offset: int = 0) -> str:
+    """The feed of a keyword search, in the parameter order DA's own next links use."""
+    sep = "&" if "?" in rss_base else "?"
+    url = f"{rss_base}{sep}type=deviation&q={quote_plus(query)}"
+    if order is not None:
+        url += f"&order={order}"
+    if offset:
+        url += f"&offset={offset}"
+    return url
+
+
+def parse_rss(text: str, url: str) -> Parsed:
+    """One ImageItem per image deviation in a backend.deviantart.com/rss.xml page."""
+    channel = _rss_channel(text)
+    nodes = channel.findall("item")
+    items, skipped = _collect(nodes, _rss_item)
+    info = {"channel_title": (channel.findtext("title") or "").strip(),
+            "items_in_feed": len(nodes), "skipped": skipped}
+    return Parsed(items=items, next_page=_rss_next(channel, url), info=info)
+
+
+def _rss_channel(text: str) -> ET.Element:
+    """The <channel>, or the error that explains why this body is not a whole feed."""
+    if not text.strip():
+        raise Truncated("empty body where an RSS feed was expected")
+    if is_block_page(text) or _looks_like_html(text):
+        raise _html_error(text, "the RSS feed")
+    if "</rss>" not in text[-4096:]:
+        # A cut feed must not pass for a short one: the spider would stop paging early.
+        raise Truncated(f"RSS feed cut short: no closing </rss> ({len(text)} characters received)")
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise Truncated(f"RSS feed does not parse as XML (cut or mangled): {exc}") from None
+    channel = root.find("channel")
+    if root.tag != "rss" or channel is None:
+        raise PageError(f"not an RSS feed: root element <{root.tag}> without <channel>")
+    return channel
+
+
+def _rss_item(node: ET.Element) -> tuple[ImageItem | None, str]:
+    """The item, or None and why it was left out."""
+    content = node.find("media:content", NS)
+    if content is None or not content.get("url"):
+        return None, "no_content"
+    medium = content.get("medium", "")
+    if medium != "image":
+        return None, medium or "no_medium"
+    link = (node.findtext("link") or "").strip()
+    deviation_id = _id_from_url(link)
+    if not deviation_id:
+        return None, "no_id"
+    artist, avatar = _rss_credits(node)
+    category = node.find("media:category", NS)
+    extra = {
+        "deviation_id": int(deviation_id),
+        "category": (category.text or "").strip() if category is not None else "",
+        "category_label": category.get("label", "") if category is not None else "",
+        "width": _int(content.get("width")),
+        "height": _int(content.get("height")),
+        "thumb_url": _largest_thumbnail(node),
+        "avatar_url": avatar,
+    }
+    item = ImageItem(
+        source=SOURCE,
+        source_id=deviation_id,
+        page_url=link,
+        image_url=content.get("url"),
+        title=(node.findtext("title") or node.findtext("media:title", "", NS)).strip(),
+        artist=artist,
+        tags=_keywords(node.findtext("media:keywords", "", NS)),
+        rating=node.findtext("media:rating", "", NS).strip(),
+        license=_rss_license(node),
+        published_at=_rfc822_to_iso(node.findtext("pubDate", "")),
+        extra=extra,
+    )
+    return item, ""
+
+
+def _rss_credits(node: ET.Element) -> tuple[str, str]:
+    """(username, avatar URL): DA sends both as role="author" credits, told apart by shape."""
+    credits = [(c.text or "").strip() for c in node.findall("media:credit", NS)]
+    names = [c for c in credits if c and not c.startswith(("http://", "https://"))]
+    avatars = [c for c in credits if c.startswith(("http://", "https://"))]
+    return (names[0] if names else ""), (avatars[0] if avatars else "")
+
+
+def _keywords(text: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def _rss_license(node: ET.Element) -> str:
+    cc = node.findtext("creativeCommons:license", "", NS).strip()
+    return cc or node.findtext("media:copyright", "", NS).strip()
+
+
+def _largest_thumbnail(node: ET.Element) -> str:
+    best, best_area = "", -1
+    for thumb in node.findall("media:thumbnail", NS):
+        area = (_int(thumb.get("width")) or 0) * (_int(thumb.get("height")) or 0)
+        if thumb.get("url") and area > best_area:
+            best, best_area = thumb.get("url"), area
+    return best
+
+
+def _rfc822_to_iso(value: str) -> str:
+    """pubDate with its offset kept. parsedate_to_datetime knows the US zone names (PST = -08:00,
+    PDT = -07:00); an unknown name leaves the time naive, which is still what the feed said."""
+    try:
+        return parsedate_to_datetime(value.strip()).isoformat()
+    except (TypeError, ValueError, IndexError):
+        return ""
+
+
+def _rss_next(channel: ET.Element, url: str) -> str | None:
+    for link in channel.findall("atom:link", NS):
+        if link.get("rel") == "next" and link.get("href"):
+            return urljoin(url, link.get("href"))
+    return None
+
+
+# ---------------------------------------------------------------- OAuth2 token
+
+
+def token_url(api_base_or_site: str) -> str:
+    """The token endpoint lives at the site root, not under the API base."""
+    parts = urlsplit(api_base_or_site)
+    if not parts.scheme or not parts.netloc:
+        raise ValueError(f"not an absolute URL: {api_base_or_site!r}")
+    return f"{parts.scheme}://{parts.netloc}/oauth2/token"
+
+
+def parse_token(text: str) -> dict[str, Any]:
+    """{"access_token", "expires_in", "token_type"} from a client-credentials token response."""
+    body = _api_body(text)
+    token = body.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise PageError("token response without access_token")
+    return {"access_token": token, "expires_in": _int(body.get("expires_in")) or 0,
+            "token_type": str(body.get("token_type", "Bearer"))}
+
+
+# ---------------------------------------------------------------- API /browse/tags
+
+
+def browse_tags_url(api_base: str, tag: str, offset: int = 0, limit: int = 50, mature: bool = False) -> str:
+    if not tag or any(ch.isspace() for ch in tag):
+        raise ValueError(f"/browse/tags takes one tag without spaces, got {tag!r}")
+    if not 1 <= limit <= API_MAX_LIMIT:
+        raise ValueError(f"limit must be 1..{API_MAX_LIMIT}, got {limit}")
+    return (f"{api_base.rstrip('/')}/browse/tags?tag={quote(tag, safe='')}&offset={offset}"
+            f"&limit={limit}&mature_content={'true' if mature else 'false'}")
+
+
+def parse_browse_tags(text: str, url: str) -> Parsed:
+    body = _api_body(text)
+    results = body.get("results")
+    if not isinstance(results, list):
+        raise Truncated("API page without a results list")
+    items, skipped = _collect([r if isinstance(r, dict) else {} for r in results], _api_item)
+    has_more, next_offset = bool(body.get("has_more")), _int(body.get("next_offset"))
+    info = {"has_more": has_more, "next_offset": next_offset,
+            "estimated_total": _int(body.get("estimated_total")), "skipped": skipped}
+    return Parsed(items=items, next_page=_api_next(url, has_more, next_offset), info=info)
+
+
+def _api_item(obj: dict) -> tuple[ImageItem | None, str]:
+    if obj.get("is_deleted"):
+        return None, "deleted"
+    if obj.get("tier_access") or obj.get("premium_folder_data"):
+        return None, "paywalled"
+    # A flash deviation's "content" is only its small preview GIF; a video has no content at all.
+    if obj.get("flash"):
+        return None, "flash"
+    if obj.get("videos"):
+        return None, "video"
+    content = obj.get("content") or {}
+    if not content.get("src"):
+        return None, "no_content"
+    page_url = str(obj.get("url", ""))
+    numeric = _id_from_url(page_url)
+    uuid = str(obj.get("deviationid", ""))
+    extra = {
+        "deviation_id": int(numeric) if numeric else None,
+        "uuid": uuid,
+        "category": str(obj.get("category_path", "")),
+        "is_downloadable": bool(obj.get("is_downloadable")),
+        "width": _int(content.get("width")),
+        "height": _int(content.get("height")),
+        "filesize": _int(content.get("filesize")),
+        "transparency": content.get("transparency"),
+    }
+    item = ImageItem(
+        source=SOURCE,
+        source_id=numeric or uuid,
+        page_url=page_url,
+        image_url=content["src"],
+        title=str(obj.get("title", "")),
+        artist=str((obj.get("author") or {}).get("username", "")),
+        rating="adult" if obj.get("is_mature") else "nonadult",
+        published_at=_epoch_to_iso(obj.get("published_time")),
+        extra=extra,
+    )
+    return item, ""
+
+
+def _epoch_to_iso(value: Any) -> str:
+    seconds = _int(value)  # a string in most objects, an int in some
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat() if seconds is not None else ""
+
+
+def _api_next(url: str, has_more: bool, next_offset: int | None) -> str | None:
+    if not has_more or next_offset is None:
+        return None
+    base = url.partition("/browse/tags")[0]
+    params = parse_qs(urlsplit(url).query)
+    offset = _int(params.get("offset", ["0"])[0]) or 0
+    if next_offset <= offset:
+        return None  # an offset that does not move would page forever
+    return browse_tags_url(base, params["tag"][0], next_offset, _int(params.get("limit", ["50"])[0]) or 50,
+                           params.get("mature_content", ["false"])[0] == "true")
+
+
+def api_error(text: str, *, retry_after: float | None = None) -> PageError | None:
+    """The exception for an API error body, None for a normal one. `retry_after` is the
+    response's Retry-After header when the caller has one."""
+    try:
+        body = _json_body(text, "the API response")
+    except PageError as exc:
+        return exc
+    return _body_error(body, retry_after)
+
+
+def _api_body(text: str) -> dict:
+    body = _json_body(text, "the API response")
+    error = _body_error(body, None)
+    if error is not None:
+        raise error
+    return body
+
+
+def _body_error(body: dict, retry_after: float | None) -> PageError | None:
+    if "error" not in body and body.get("status") != "error":
+        return None
+    code, desc = str(body.get("error", "")), str(body.get("error_description", ""))
+    message = f"DeviantArt API error {code or '?'}: {desc}"
+    if body.get("error_details"):
+        message += f" {json.dumps(body['error_details'], sort_keys=True)}"
+    low = desc.lower()
+    if code == "invalid_token" or ("token" in low and "expired" in low):
+        return TokenExpired(message)
+    if code == "user_api_threshold" or body.get("error_code") == 429 or re.search(r"(rate|request) limit", low):
+        return Unavailable(message, retry_after=retry_after or RATE_LIMIT_WAIT)
+    if low.endswith("not found."):
+        return NotFound(message)
+    if code in ("server_error", "temporarily_unavailable"):
+        return Unavailable(message, retry_after=retry_after)
+    if code in ("invalid_client", "unauthorized_client"):
+        # Wrong credentials: no retry will fix them, so the spider should stop and say so.
+        return PageError(f"{message}; check DEVIANTART_CLIENT_ID / DEVIANTART_CLIENT_SECRET")
+    return PageError(message)
+
+
+def _json_body(text: str, where: str) -> dict:
+    if not text.strip():
+        raise Truncated(f"empty body where {where} was expected")
+    if is_block_page(text) or _looks_like_html(text):
+        raise _html_error(text, where)
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise Truncated(f"{where} is not valid JSON (cut short?): {exc}") from None
+    if not isinstance(body, dict):
+        raise PageError(f"{where} is JSON but not an object")
+    return body
+
+
+# ---------------------------------------------------------------- AI opt-out
+
+
+def _says_noai(value: str) -> bool:
+    # "noai, noimageai", "noai noimageai" and "googlebot: noai" all split into the same tokens.
+    return bool(_OPT_OUT & {t.lower() for t in _ROBOTS_TOKENS.split(value)})
+
+
+def page_opted_out(html: str) -> bool:
+    """True when a deviation page carries <meta name="robots" content="...noai..."> (or noimageai)."""
+    sel = Selector(text=html)
+    metas = sel.xpath("//meta[translate(@name, 'ROBTS', 'robts')='robots']/@content").getall()
+    return any(_says_noai(content) for content in metas)
+
+
+def header_opted_out(values: list[str]) -> bool:
+    """True when any X-Robots-Tag value says noai or noimageai, for any (or no) user agent."""
+    return any(_says_noai(v) for v in values)

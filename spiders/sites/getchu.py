@@ -1,0 +1,431 @@
+"""getchu.com: URL builders and pure parsers for item pages, listings and the brand index.
+
+Every URL is built on the `base` the spider was configured with (never on the host a link
+names), so a crawl pointed at a local fixture server stays there. getchu serves EUC-JP with
+JIS X 0213 extras; `decode_page` turns the bytes into text and the parsers take that text.
+Item pages come in two layouts (2013-era and today's); both are read the same way.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from urllib.parse import parse_qs, quote_plus, urljoin, urlsplit
+
+from parsel import Selector
+
+from spiders.parsing import AgeGate, Blocked, ImageItem, NotFound, Parsed, Truncated
+
+SOURCE = "getchu"
+AGE_COOKIE = {"getchu_adalt_flag": "getchu.com"}
+GETCHU_HOSTS = {"www.getchu.com", "getchu.com"}
+
+_JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff\uff01-\uff5e]")
+_CLOSING = re.compile(r"</html\s*>", re.I)
+_BLOCK_TITLE = re.compile(
+    r"403 Forbidden|Access Denied|Request blocked|could not be satisfied|Attention Required"
+    r"|Just a moment|アクセスが(?:制限|拒否)", re.I)
+_EMPTY_MARKERS = ("該当する作品はありませんでした", "該当する商品はありません")
+_ADULT_MARKER = "18歳未満の方は購入できません"
+_RELATED_SUFFIX = "（このタイトルの関連商品）"
+_ITEM_PATH = re.compile(r"(?:^|/)item/(\d+)/?$")
+_PORTRAIT = re.compile(r"chara(\d+)\.(?:jpe?g|png|gif)$", re.I)
+_FULLBODY = re.compile(r"charab(\d+)\.(?:jpe?g|png|gif)$", re.I)
+_CV = re.compile(r"([（(])?\s*(?:CV|ＣＶ)\s*[：:]\s*(.*?)\s*$", re.I)
+_READING = re.compile(r"^(.*?)\s*[（(]([^（）()]*)[）)]\s*$")
+_DATE = re.compile(r"(\d{4})\s*[/年.-]\s*(\d{1,2})\s*[/月.-]\s*(\d{1,2})")
+_SPACES = re.compile(r"[ \t\r\n]+")
+
+
+# ---------------------------------------------------------------- decoding and URLs
+
+def _codec(declared: str | None) -> str | None:
+    """Python's name for a charset, given alone or as a whole Content-Type value."""
+    if not declared:
+        return None
+    match = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", declared, re.I)
+    try:
+        return codecs.lookup(match.group(1) if match else declared.strip()).name
+    except LookupError:
+        return None
+
+
+def decode_page(body: bytes, declared: str | None = None) -> str:
+    """Page bytes to text; `declared` is the server's charset or its Content-Type header.
+
+    getchu labels everything EUC-JP, but saved copies sometimes hold UTF-8 under that label.
+    Japanese EUC-JP text is practically never valid UTF-8, so valid UTF-8 containing Japanese
+    wins (as does any valid UTF-8 the server itself called UTF-8: a UTF-8 "©" is also a valid
+    EUC-JP kanji). Any other declared charset is tried strictly after the EUC codecs."""
+    declared = _codec(declared)
+    try:
+        text = body.decode("utf-8")
+        if declared == "utf-8" or _JAPANESE.search(text):
+            return text
+    except UnicodeDecodeError:
+        pass
+    # euc_jis_2004 adds the JIS X 0213 / NEC characters (①, ㌢) that plain euc_jp rejects.
+    for encoding in dict.fromkeys(["euc_jp", "euc_jis_2004", declared or "euc_jp"]):
+        try:
+            return body.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return body.decode("euc_jis_2004", errors="replace")
+
+
+def _base(base: str) -> str:
+    return base.rstrip("/")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def item_url(base: str, product_id: int | str) -> str:
+    return f"{_base(base)}/item/{product_id}/?gc=gc"
+
+
+def month_url(base: str, year: int, month: int) -> str:
+    return f"{_base(base)}/all/month_title.html?genre=pc_soft&gage=all&year={year:04d}&month={month}"
+
+
+def brand_search_url(base: str, brand_id: int | str) -> str:
+    return (f"{_base(base)}/php/search.phtml?search_brand_id={brand_id}"
+            "&list_count=5000&genre=pc_soft&gc=gc")
+
+
+def keyword_search_url(base: str, keyword: str) -> str:
+    # The search only understands EUC-JP bytes; UTF-8 kana silently returns zero hits.
+    try:
+        raw = keyword.encode("euc_jp")
+    except UnicodeEncodeError:
+        raw = keyword.encode("euc_jis_2004")
+    return f"{_base(base)}/php/search.phtml?search_keyword={quote_plus(raw)}&genre=pc_soft&gc=gc"
+
+
+def _product_id_of(href: str) -> str | None:
+    parts = urlsplit(href.strip())
+    if parts.path.endswith("soft.phtml"):
+        ids = parse_qs(parts.query).get("id", [""])
+        return ids[0].strip() if ids[0].strip().isdigit() else None
+    match = _ITEM_PATH.search(parts.path)
+    return match.group(1) if match else None
+
+
+def normalise_item_link(href: str, base: str) -> str | None:
+    """Any link to a product (`soft.phtml?id=N` in its relative, absolute and trailing-space
+    forms, or `/item/N/`) as the canonical item URL on `base`; None for anything else."""
+    host = urlsplit(href.strip()).hostname
+    # Other getchu shops (dl.getchu.com...) number their products differently.
+    if host and host not in GETCHU_HOSTS | {urlsplit(base).hostname}:
+        return None
+    product_id = _product_id_of(href)
+    return item_url(base, product_id) if product_id else None
+
+
+# ---------------------------------------------------------------- page checks
+
+def check_page(text: str, url: str) -> None:
+    """Raise for pages that are not what was asked for: the age gate and block pages.
+    Only titles and headings are read, and never on a page with a product table, so a
+    product named after these words is harmless."""
+    if "attestation.html" in urlsplit(url).path:
+        raise AgeGate(f"getchu age gate at {url}: send the {AGE_COOKIE} cookie and gc=gc")
+    sel = Selector(text=text)
+    if sel.css("#soft_table"):
+        return
+    title = " ".join(sel.css("title::text").getall()).strip()
+    if "年齢認証" in title + " ".join(sel.css("h1 ::text").getall()):
+        raise AgeGate(f"getchu age gate at {url}: send the {AGE_COOKIE} cookie and gc=gc")
+    if _BLOCK_TITLE.search(title):
+        raise Blocked(f"getchu block page at {url}: {title!r}")
+
+
+def _require_closing(text: str, url: str) -> None:
+    # Every complete page ends with </html>; a page cut in half must not parse as "fewer items".
+    if not _CLOSING.search(text[-4096:]):
+        raise Truncated(f"no closing </html> in {url}: page cut short")
+
+
+# ---------------------------------------------------------------- small text helpers
+
+def _clean(text: str) -> str:
+    return _SPACES.sub(" ", text).strip(" \u3000\xa0")
+
+
+def _text(sel: Selector | None) -> str:
+    return _clean("".join(sel.xpath(".//text()").getall())) if sel is not None else ""
+
+
+def _has_class(name: str) -> str:
+    return f"contains(concat(' ', normalize-space(@class), ' '), ' {name} ')"
+
+
+def _lines(sel: Selector) -> list[str]:
+    """Text of an element split at its <br>s, blank lines dropped."""
+    lines, current = [], []
+    for node in sel.xpath(".//text() | .//br"):
+        if isinstance(node.root, str):
+            current.append(node.root)
+        else:
+            lines.append("".join(current))
+            current = []
+    lines.append("".join(current))
+    return [c for c in (_clean(line) for line in lines) if c]
+
+
+def _iso_date(text: str) -> str:
+    match = _DATE.search(text)
+    if not match:
+        return ""
+    year, month, day = (int(g) for g in match.groups())
+    return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+def _image_url(src: str | None, page_url: str) -> str | None:
+    if not src or not src.strip():
+        return None
+    url = urljoin(page_url, src.strip())
+    # Legacy pages say ./brandnew/...; fetched through /item/N/ that would land under
+    # /item/N/brandnew/, but product images only ever live at the site root.
+    parts = urlsplit(url)
+    cut = parts.path.find("/brandnew/")
+    if cut > 0:
+        url = f"{parts.scheme}://{parts.netloc}{parts.path[cut:]}"
+    return url
+
+
+# ---------------------------------------------------------------- item pages
+
+def _spec_rows(sel: Selector) -> dict[str, Selector]:
+    """The `#soft_table` label rows ("発売日：" -> its value cell), first occurrence wins."""
+    rows: dict[str, Selector] = {}
+    for row in sel.xpath("//table[@id='soft_table']//tr[td]"):
+        cells = row.xpath("./td")
+        label = _text(cells[0])
+        if len(cells) >= 2 and label.endswith(("：", ":")):
+            rows.setdefault(label.rstrip("：:").strip(), cells[1])
+    return rows
+
+
+def _link_texts(cell: Selector | None) -> list[str]:
+    if cell is None:
+        return []
+    texts = (_text(a) for a in cell.xpath(".//a"))
+    return [t for t in texts if t and t != "[一覧]"]
+
+
+def _artists(cell: Selector | None) -> list[str]:
+    names = _link_texts(cell)
+    if not names and cell is not None:
+        names = [_clean(n) for n in re.split(r"[、,，/／]", _text(cell))]
+    return [n for n in names if n]
+
+
+def _brand(rows: dict[str, Selector], sel: Selector) -> tuple[str, str]:
+    cell = rows.get("ブランド")
+    name = ""
+    if cell is not None:
+        name = _text(cell.css("a.glance")) or _text(cell).replace("（このブランドの作品一覧）", "")
+    scope = cell if cell is not None else sel.xpath("//table[@id='soft_table']")
+    href = scope.xpath(".//a[contains(@href, 'search_brand_id=')]/@href").get() or ""
+    match = re.search(r"search_brand_id=(\d+)", href)
+    return _clean(name), match.group(1) if match else ""
+
+
+def _page_product_id(sel: Selector, url: str) -> str | None:
+    """The id the page gives itself (og:url, related-titles link), else the URL's."""
+    for href in (sel.css("meta[property='og:url']::attr(content)").get(),
+                 sel.css("#soft-title a::attr(href)").get()):
+        match = re.search(r"(?:[?&]id=|search_reference_id=|/item/)(\d+)", href or "")
+        if match:
+            return match.group(1)
+    return _product_id_of(url)
+
+
+def _soft_title(sel: Selector) -> str:
+    title = _text(sel.css("#soft-title"))
+    if title.endswith(_RELATED_SUFFIX):
+        title = title[: -len(_RELATED_SUFFIX)]
+    return _clean(title)
+
+
+def _character_rows(sel: Selector) -> list[tuple[Selector, Selector]]:
+    """(row, name element) per character. The character table follows a キャラクター heading
+    (h3 today, div in 2013); spacer rows hold only an <hr>, so rows are found from their
+    `.chara-name`. Without the heading (layout drift) the whole page is searched."""
+    headings = sel.xpath(f"//*[{_has_class('tabletitle')}][contains(., 'キャラクター')]")
+    # A campaign heading may mention キャラクター too: the section titled exactly so comes first.
+    headings = sorted(headings, key=lambda h: _text(h) != "キャラクター")
+    scopes = [h.xpath("following::table[1]") for h in headings] + [sel]
+    for scope in scopes:
+        names = scope.xpath(f".//*[{_has_class('chara-name')}]")
+        if names:
+            return [((name.xpath("ancestor::tr[1]") or name.xpath(".."))[0], name)
+                    for name in names]
+    return []
+
+
+def _name_parts(name_el: Selector) -> dict[str, str]:
+    """"catch<br>name（reading）　CV：actor" -> its parts; the catch-line is optional."""
+    lines, cv = _lines(name_el), ""
+    for i, line in enumerate(lines):
+        match = _CV.search(line)
+        if match:
+            cv, lines[i] = match.group(2), _clean(line[: match.start()])
+            if match.group(1):  # "（CV：name）": drop the bracket that closes the opener
+                cv = re.sub(r"[）)]$", "", cv)
+            cv = _clean(cv)
+    lines = [line for line in lines if line]
+    name_line = lines[-1] if lines else ""
+    match = _READING.match(name_line)
+    name, reading = (match.group(1), match.group(2)) if match else (name_line, "")
+    # The 2013 layout marks the bare name with <charalist>.
+    name = _text(name_el.xpath(".//charalist")) or name
+    return {"name": _clean(name), "reading": _clean(reading), "cv": cv,
+            "catch": " ".join(lines[:-1])}
+
+
+def _row_images(row: Selector, page_url: str) -> tuple[str | None, str | None]:
+    portrait = fullbody = None
+    for img in row.xpath(".//img"):
+        # Old lazy-loaded pages keep the real image in data-original behind a spacer gif.
+        src = img.attrib.get("data-original") or img.attrib.get("src") or ""
+        if not portrait and _PORTRAIT.search(urlsplit(src).path):
+            portrait = _image_url(src, page_url)
+    for href in row.xpath(".//a/@href").getall():
+        if _FULLBODY.search(urlsplit(href.strip()).path):
+            fullbody = _image_url(href, page_url)
+            break
+    return portrait, fullbody
+
+
+def _characters(sel: Selector, page_url: str) -> list[dict]:
+    characters = []
+    for position, (row, name_el) in enumerate(_character_rows(sel), start=1):
+        portrait, fullbody = _row_images(row, page_url)
+        number = next((int(m.group(1)) for m in (
+            _PORTRAIT.search(urlsplit(portrait or "").path),
+            _FULLBODY.search(urlsplit(fullbody or "").path)) if m), position)
+        characters.append({"char_index": number, **_name_parts(name_el),
+                           "portrait_url": portrait, "fullbody_url": fullbody})
+    return characters
+
+
+def _check_item_markers(sel: Selector, rows: dict[str, Selector], text: str, url: str) -> None:
+    _require_closing(text, url)
+    if not sel.css("#soft_table") and not sel.css("#soft-title"):
+        raise NotFound(f"{url} is a complete page but not an item page (no #soft_table)")
+    if not sel.css("#soft-title") or "発売日" not in rows:
+        raise Truncated(f"{url} lacks item markers (#soft_table, #soft-title, 発売日 row)")
+
+
+def parse_item(text: str, url: str) -> Parsed:
+    """An item page: one ImageItem per character portrait and per full-body picture."""
+    check_page(text, url)
+    sel = Selector(text=text)
+    rows = _spec_rows(sel)
+    _check_item_markers(sel, rows, text, url)
+    product_id = _page_product_id(sel, url)
+    if not product_id:
+        raise NotFound(f"no product id on {url}")
+    page_url = item_url(_origin(url), product_id)
+    brand, brand_id = _brand(rows, sel)
+    release_text = _text(rows.get("発売日"))
+    info = {
+        "product_id": int(product_id), "title": _soft_title(sel), "brand": brand,
+        "brand_id": brand_id, "release_date": _iso_date(release_text),
+        "release_text": release_text, "artists": _artists(rows.get("原画")),
+        "rating": "adult" if _ADULT_MARKER in text else "", "tags": _tags(rows),
+        "characters": _characters(sel, page_url),
+    }
+    items = [item for character in info["characters"]
+             for item in _character_items(character, info, page_url)]
+    return Parsed(items=items, info=info)
+
+
+def _tags(rows: dict[str, Selector]) -> list[str]:
+    tags = [_text(rows.get("ジャンル"))]
+    tags += _link_texts(rows.get("サブジャンル")) + _link_texts(rows.get("カテゴリ"))
+    return list(dict.fromkeys(t for t in tags if t))
+
+
+def _character_items(character: dict, info: dict, page_url: str) -> list[ImageItem]:
+    items = []
+    kinds = (("portrait", "chara", _PORTRAIT), ("fullbody", "charab", _FULLBODY))
+    for kind, prefix, pattern in kinds:
+        image_url = character[f"{kind}_url"]
+        if not image_url:
+            continue
+        # The id names the file itself, so it stays put even if a page pairs chara3 with charab4.
+        number = pattern.search(urlsplit(image_url).path).group(1)
+        extra = {key: info[key] for key in ("product_id", "brand", "brand_id", "release_date")}
+        extra.update(character, artists=list(info["artists"]), kind=kind)
+        items.append(ImageItem(
+            source=SOURCE, source_id=f"{info['product_id']}/{prefix}{number}",
+            page_url=page_url, image_url=image_url, title=info["title"],
+            artist=", ".join(info["artists"]), character=character["name"],
+            tags=tuple(info["tags"]), rating=info["rating"], published_at=info["release_date"],
+            extra=extra))
+    return items
+
+
+# ---------------------------------------------------------------- listings
+
+def _unique_items(hrefs: list[str], base: str) -> list[str]:
+    links = (normalise_item_link(href, base) for href in hrefs)
+    return list(dict.fromkeys(link for link in links if link))
+
+
+# Titles are `a.black` in the date boxes; boxes before the month navigation are sidebar
+# promotions. Either rule alone would do on the 2015 page; together they survive one drifting.
+_MONTH_LINKS = (f"//div[{_has_class('category_pc_b')}]//a[{_has_class('black')}]/@href"
+                f" | //div[{_has_class('charanum')}]/following::div[{_has_class('category_pc_b')}]//a/@href")
+
+
+def _next_month(sel: Selector, url: str) -> str | None:
+    # The month navigation holds "＜previous" and "next＞"; only the forward one is followed.
+    for link in sel.css("div.charanum a"):
+        if _text(link).endswith(("＞", ">")) and link.attrib.get("href"):
+            return urljoin(url, link.attrib["href"].strip())
+    return None
+
+
+def parse_listing(text: str, url: str) -> Parsed:
+    """A month list, keyword search or brand search: the item pages it lists, in page order.
+    Recommendation and sidebar boxes also link products, so only the result blocks count."""
+    check_page(text, url)
+    _require_closing(text, url)
+    sel = Selector(text=text)
+    base = _origin(url)
+    if sel.css("div.charanum") or "month_title.html" in url:
+        follow = _unique_items(sel.xpath(_MONTH_LINKS).getall(), base)
+        next_page = _next_month(sel, url)
+        if not follow and not sel.css("div.charanum, div.category_pc_t2"):
+            raise Truncated(f"{url}: month list without its navigation or date headings")
+        info = {"kind": "month", "count": len(follow)} if follow else {"empty": True}
+        return Parsed(follow=follow, next_page=next_page, info=info)
+    follow = _unique_items(sel.css("ul.display > li a::attr(href)").getall(), base)
+    if follow:
+        return Parsed(follow=follow, info={"kind": "search", "count": len(follow)})
+    if any(marker in text for marker in _EMPTY_MARKERS):
+        return Parsed(info={"empty": True})
+    raise Truncated(f"{url}: neither results (ul.display) nor an empty-result marker")
+
+
+def parse_brand_list(text: str, url: str) -> Parsed:
+    """The brand index: a product search URL per brand, with the brand names."""
+    check_page(text, url)
+    _require_closing(text, url)
+    sel = Selector(text=text)
+    brands: dict[str, str] = {}
+    for link in sel.xpath("//a[contains(@href, 'search_brand_id=')]"):
+        match = re.search(r"search_brand_id=(\d+)", link.attrib["href"])
+        if match:
+            brands.setdefault(match.group(1), _text(link))
+    if not brands:
+        raise Truncated(f"{url}: brand index without any brand link")
+    base = _origin(url)
+    return Parsed(follow=[brand_search_url(base, b) for b in brands],
+                  info={"brands": [{"id": int(b), "name": n} for b, n in brands.items()]})
