@@ -74,6 +74,7 @@ class ScrapedImage(Record):
     KEY: ClassVar[tuple[str, ...]] = ("source", "source_id", "image_url")
     STATUSES: ClassVar[frozenset[str]] = frozenset({
         "ok", "http_error", "opted_out", "robots_disallowed", "too_large", "unreadable", "invalid",
+        "filtered",  # left out by a crawl setting (e.g. DeviantArt's adult rating), not fetched
         # pages, keyed "page:<url>": "page" when parsed (extra lists its images), else what it was
         "page", "blocked", "age_gate", "unavailable", "truncated", "not_found", "page_error", "offsite",
     })

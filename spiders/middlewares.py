@@ -28,17 +28,27 @@ class PoliteRetryMiddleware:
         self.max_wait = settings.getfloat("HEADSHOT_MAX_RETRY_AFTER")
         self.not_before: dict[str, float] = {}  # host -> monotonic time it may be asked again
 
+        self.next_free: dict[str, float] = {}  # netloc -> when its next request may start
+
     @classmethod
     def from_crawler(cls, crawler):
         o = cls(crawler.settings)
         o.stats = crawler.stats
+        o.crawler = crawler
         return o
 
     async def process_request(self, request: Request) -> None:
+        """Wait for the host's Retry-After, and for the spider's minimum interval for that
+        host (`host_intervals`: netloc -> seconds, e.g. Jikan's 60 requests a minute)."""
         host = urlparse_cached(request).netloc
-        wait = self.not_before.get(host, 0.0) - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        now = time.monotonic()
+        start = max(now, self.not_before.get(host, 0.0))
+        interval = getattr(self.crawler.spider, "host_intervals", {}).get(host)
+        if interval:
+            start = max(start, self.next_free.get(host, 0.0))
+            self.next_free[host] = start + interval  # reserved now, so concurrent requests queue up
+        if start > now:
+            await asyncio.sleep(start - now)
         return None
 
     def process_response(self, request: Request, response: Response):
