@@ -1,13 +1,13 @@
 """`headshot demo` / `make demo`: the pipeline, offline, on artwork generated in code.
 
-For now: generate a small replica site's worth of faces and some broken files, ingest them,
-and print what the workspace holds. Later stages extend this same command.
+It starts a getchu replica on 127.0.0.1 (pages from a template, faces drawn in code), crawls
+it with the real spider in its own process, ingests a folder of generated art and broken
+files, and prints what the workspace holds. Later stages extend this same command.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Callable
 
 from curation.ingest import IngestConfig, ingest
@@ -15,15 +15,29 @@ from curation.synthetic import write_bad_inputs, write_faces
 from manifests.status import workspace_status
 from manifests.workspace import Workspace
 from pipelines.report import format_status
+from spiders.replica.getchu import GetchuReplica
+from spiders.replica.server import Replica
+from spiders.run import CrawlRequest, crawl
+
+DEMO_IDS = list(range(900001, 900007))
+# The replica is ours and local: no politeness delay is needed to spare it.
+FAST = {"DOWNLOAD_DELAY": "0", "AUTOTHROTTLE_ENABLED": "False", "LOG_LEVEL": "WARNING"}
 
 
 def run_demo(home: str, count: int = 48, echo: Callable[[str], None] = print) -> dict:
     ws = Workspace.open(home)
-    site = ws.home / "demo-site" / "images"
-    echo(f"generating {count} artworks and 6 broken files in {site}")
-    write_faces(site, count)
-    write_bad_inputs(site / "broken")
-    report = ingest([str(site)], ws, IngestConfig(), progress=sys.stderr.isatty())
+    with Replica() as site:
+        GetchuReplica(site, None, months={(2015, 5): DEMO_IDS[:3], (2015, 6): DEMO_IDS[3:]}, synthetic_ids=DEMO_IDS)
+        echo(f"crawling a local getchu replica at {site.base} (2015-05 to 2015-06)")
+        code = crawl(CrawlRequest("getchu", {"since": "2015-05", "until": "2015-06"},
+                                  {"GETCHU_BASE_URL": site.base, **FAST}), ws, quiet=True)
+        if code:
+            raise RuntimeError(f"the demo crawl failed (scrapy exit code {code})")
+    folder = ws.home / "demo-site" / "images"
+    echo(f"generating {count} artworks and 6 broken files in {folder}")
+    write_faces(folder, count)
+    write_bad_inputs(folder / "broken")
+    report = ingest([str(folder)], ws, IngestConfig(), progress=sys.stderr.isatty())
     echo(f"ingested {report.inputs} inputs: {report.new_images} new, {report.already_stored} already stored")
     st = workspace_status(ws)
     echo(format_status(st))

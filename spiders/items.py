@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
 from .parsing import ImageItem
 
@@ -23,6 +24,13 @@ class Fetched:
         return replace(self, status=status, reason=reason, body=None if status != "ok" else self.body)
 
 
+def page_key(url: str) -> str:
+    """A page's identity on its site: path and query, not the host, so that pointing a spider
+    at a mirror (or a replica on another port) does not make every page new."""
+    parts = urlsplit(url)
+    return "page:" + parts.path + (f"?{parts.query}" if parts.query else "")
+
+
 def page_item(source: str, url: str) -> ImageItem:
-    """The row identity of a page that failed: no image, keyed by the page URL."""
-    return ImageItem(source=source, source_id=f"page:{url}", page_url=url, image_url="")
+    """The row of a page (parsed, or failed): no image, keyed by `page_key`."""
+    return ImageItem(source=source, source_id=page_key(url), page_url=url, image_url="")

@@ -21,7 +21,7 @@ from manifests import tables
 from manifests.records import ScrapedImage
 from manifests.workspace import Workspace
 
-from ..items import Fetched, page_item
+from ..items import Fetched, page_item, page_key
 from ..run import CLOSED_MARKER, FINISHED_MARKER
 from ..parsing import Blocked, ImageItem, PageError, Parsed
 
@@ -66,10 +66,10 @@ class HeadshotSpider(scrapy.Spider):
             if r["status"] in ("ok", "opted_out"):
                 self.known.add(r["source_id"])
             elif r["status"] == "page":
-                self.pages_done[r["source_id"][len("page:"):]] = json.loads(r["extra"] or "{}").get("images", [])
+                self.pages_done[r["source_id"]] = json.loads(r["extra"] or "{}").get("images", [])
 
     def page_settled(self, url: str) -> bool:
-        images = self.pages_done.get(url)
+        images = self.pages_done.get(page_key(url))
         return images is not None and all(sid in self.known for sid in images)
 
     def _check_jobdir(self, jobdir: str | None) -> None:

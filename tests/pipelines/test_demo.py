@@ -1,12 +1,16 @@
-from pipelines.demo import run_demo
+from pipelines.demo import DEMO_IDS, run_demo
 
 
-def test_demo_runs_to_the_end_and_reruns_without_duplicates(tmp_path):
+def test_demo_crawls_ingests_and_reruns_without_duplicates(tmp_path):
     lines = []
     st = run_demo(str(tmp_path / "demo"), count=9, echo=lines.append)
-    stored = st["stages"]["stored"]
-    assert stored["by_status"]["ok"] == 9
-    assert stored["total"] == 15  # 9 artworks + 6 broken files, each a row
+    scraped = st["stages"]["scraped"]["by_status"]
+    # 6 replica items x 2 characters x (portrait + full body), 6 item pages + 2 month lists, 9 + 6 local files.
+    assert scraped["ok"] == len(DEMO_IDS) * 4 + 15
+    assert scraped["page"] == len(DEMO_IDS) + 2  # item pages and the two month lists
+    stored = st["stages"]["stored"]["by_status"]
+    assert stored["ok"] == len(DEMO_IDS) * 4 + 9
+    assert sum(stored.values()) == len(DEMO_IDS) * 4 + 15  # every broken file is a row too
     assert any("headshot --home" in line for line in lines)
     again = run_demo(str(tmp_path / "demo"), count=9, echo=lines.append)
     assert again["stages"] == st["stages"]
