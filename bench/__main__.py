@@ -2,9 +2,9 @@
 
 import argparse
 
-from bench import ingest_throughput
+from bench import crawl_throughput, ingest_throughput
 
-BENCHES = {"ingest": ingest_throughput.main}
+BENCHES = {"ingest": ingest_throughput.main, "crawl": crawl_throughput.main}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="headshot benchmarks. Example: python -m bench ingest")

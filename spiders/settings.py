@@ -54,3 +54,5 @@ ITEM_PIPELINES = {
     "spiders.pipelines.store.StorePipeline": 400,
 }
 DUPEFILTER_CLASS = "spiders.dupefilter.MemoryDupeFilter"
+# One site's spider failing to import must not stop the others from crawling.
+SPIDER_LOADER_WARN_ONLY = True

@@ -7,6 +7,7 @@ keeps what it stored and the resumed crawl skips it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import datetime
@@ -67,20 +68,26 @@ class StorePipeline:
         finally:
             self._lock.__exit__(None, None, None)
 
-    def process_item(self, fetched: Fetched) -> Fetched:
+    def _decode_and_keep(self, body: bytes, sha: str) -> StoredImage:
+        insp = inspect_image(body, self.decode)
+        blob = self.blobs.put(body, insp.ext, sha) if insp.keep_bytes else ""
+        return StoredImage(
+            image_sha256=sha, status=insp.status, reason=insp.reason, blob_path=blob, bytes=len(body),
+            format=insp.format, width=insp.width, height=insp.height, mode=insp.mode, frames=insp.frames,
+            transparent=insp.transparent, ingested_at=utcnow(),
+        )
+
+    async def process_item(self, fetched: Fetched) -> Fetched:
         sha = ""
         if fetched.status == "ok" and fetched.body:
             sha = sha256_hex(fetched.body)
             if sha not in self.known:
-                insp = inspect_image(fetched.body, self.decode)
-                blob = self.blobs.put(fetched.body, insp.ext, sha) if insp.keep_bytes else ""
-                self.stored.append(StoredImage(
-                    image_sha256=sha, status=insp.status, reason=insp.reason, blob_path=blob,
-                    bytes=len(fetched.body), format=insp.format, width=insp.width, height=insp.height,
-                    mode=insp.mode, frames=insp.frames, transparent=insp.transparent, ingested_at=utcnow(),
-                ))
-                self.known.add(sha)
-                self.crawler.stats.inc_value(f"headshot/stored/{insp.status}")
+                self.known.add(sha)  # before the await: the same bytes arriving meanwhile are not decoded twice
+                # Decoding runs in a thread (Pillow releases the GIL), so the crawl's reactor
+                # keeps downloading on one core while images are validated on the other.
+                stored = await asyncio.to_thread(self._decode_and_keep, fetched.body, sha)
+                self.stored.append(stored)
+                self.crawler.stats.inc_value(f"headshot/stored/{stored.status}")
         item = fetched.item
         self.scraped.append(ScrapedImage(
             source=item.source, source_id=item.source_id, image_url=item.image_url, status=fetched.status,
