@@ -156,3 +156,32 @@ def test_sigkill_then_resume_has_no_duplicate_and_no_gap(tmp_path):
     assert set(images) == expected
     assert all(s.status == "ok" for s in images.values())
     assert len(stored) == 160
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes_from_jobdir(tmp_path):
+    ids = list(range(930001, 930021))
+    with Replica() as r:
+        GetchuReplica(r, None, synthetic_ids=ids)
+        home = tmp_path / "ws"
+        argv = crawl_cmd(home, r.base, "--arg", "ids=" + ",".join(map(str, ids)),
+                         sets=["DOWNLOAD_DELAY=0.05", "CONCURRENT_REQUESTS=1"])
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while len([e for e in r.log if e[1].path.startswith("/brandnew/")]) < 20:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C does to `headshot crawl`
+        proc.communicate(timeout=120)
+        [jobdir] = (home / "runs" / "crawl-jobs").iterdir()
+        assert (jobdir / "headshot-closed").read_text() == "shutdown"
+        assert (jobdir / "requests.queue").is_dir()
+        partial, _ = rows(home)
+        assert 0 < len([k for k in partial if not k.startswith("page:")]) < 80
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "did not close cleanly" not in out.stderr
+    scraped, stored = rows(home)
+    images = {k for k in scraped if not k.startswith("page:")}
+    assert images == {f"{pid}/{k}{n}" for pid in ids for k in ("chara", "charab") for n in (1, 2)}
+    assert len(stored) == 80
+    assert not (home / "runs" / "crawl-jobs" / jobdir.name).exists()  # a finished crawl leaves no JOBDIR
