@@ -16,7 +16,7 @@ import pytest
 from parsel import Selector
 
 from spiders.parsing import AgeGate, Blocked, NotFound, PageError, Truncated
-from spiders.sites import getchu
+from spiders.sites import getchu, getchu_item
 
 SITES = Path(__file__).resolve().parents[2].parent / "shared" / "sites"
 CAPTURES = SITES / "getchu"
@@ -124,7 +124,7 @@ def test_page_cut_short_raises(name: str, cut: float) -> None:
 ])
 def test_character_name_forms(html: str, parts: tuple) -> None:
     name_el = Selector(text=f'<h4 class="chara-name">{html}</h4>').css(".chara-name")[0]
-    got = getchu._name_parts(name_el)
+    got = getchu_item._name_parts(name_el)
     assert (got["name"], got["reading"], got["cv"], got["catch"]) == parts
 
 
