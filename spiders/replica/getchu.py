@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from curation.synthetic import draw_face, encode
 
@@ -51,6 +51,18 @@ def month_page(year: int, month: int, items: list[tuple[int, str]]) -> str:
 <div class="category_pc_b">{links}</div></body></html>"""
 
 
+def search_page(items: list[tuple[int, str]]) -> str:
+    """Results inside ul.display; a recommendation banner outside it links elsewhere, as on the site."""
+    if not items:
+        body = "<p>該当する作品はありませんでした</p>"
+    else:
+        body = "<ul class=\"display\">" + "".join(
+            f'<li><a class="blueb" href="../soft.phtml?id={pid}">{html.escape(t)}</a>'
+            f'<p><span class="orangeb">[PCゲーム・アダルト]</span></p></li>' for pid, t in items) + "</ul>"
+    return f"""<html><head><meta http-equiv="Content-Type" content="text/html; charset=EUC-JP"><title>検索結果</title></head>
+<body><div class="banner"><a href="../soft.phtml?id=634685">おすすめ</a></div>{body}</body></html>"""
+
+
 ATTESTATION = """<html><head><meta http-equiv="Content-Type" content="text/html; charset=EUC-JP"><title>年齢認証</title></head>
 <body><h1>年齢認証ページ</h1><p>これから先のページには年齢制限のある【R-18コンテンツ】が含まれています。</p>
 <span style="font-size:160%;font-weight:bold;"><a href="{url}">【すすむ】</a></span> <a href="/">【もどる】</a></body></html>"""
@@ -81,6 +93,7 @@ class GetchuReplica:
         replica.route("/soft.phtml", self.legacy)
         replica.route("/item/*", self.item)
         replica.route("/php/attestation.html", self.attestation)
+        replica.route("/php/search.phtml", self.search)
         replica.route("/brandnew/*", self.image)
 
     def month(self, req: Request) -> Response:
@@ -88,6 +101,22 @@ class GetchuReplica:
         ids = self.months.get(key, [])
         page = month_page(*key, [(pid, f"作品{pid}") for pid in ids])
         return Response(200, EUC, page.encode("euc_jp"))
+
+    def search(self, req: Request) -> Response:
+        raw_query = req.raw_path.partition("?")[2]
+        try:
+            # The site reads the keyword as EUC-JP; UTF-8 bytes find nothing there.
+            query = parse_qs(raw_query, encoding="euc_jp", errors="strict")
+        except UnicodeDecodeError:
+            query = {}
+        keyword = query.get("search_keyword", [""])[0]
+        brand = query.get("search_brand_id", [""])[0]
+        hits = []
+        for pid, page in self.items.items():
+            text = page.decode("euc_jp", errors="replace")
+            if (keyword and keyword in text) or (brand and f"search_brand_id={brand}" in text):
+                hits.append((pid, f"作品{pid}"))
+        return Response(200, EUC, search_page(hits).encode("euc_jp"))
 
     def legacy(self, req: Request) -> Response:
         pid = req.query.get("id", [""])[0].strip()

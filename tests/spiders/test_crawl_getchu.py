@@ -185,3 +185,31 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes_from_jobdir(tmp_path):
     assert images == {f"{pid}/{k}{n}" for pid in ids for k in ("chara", "charab") for n in (1, 2)}
     assert len(stored) == 80
     assert not (home / "runs" / "crawl-jobs" / jobdir.name).exists()  # a finished crawl leaves no JOBDIR
+
+
+def test_keyword_is_sent_as_euc_jp_and_brand_search_follows_results_only(replica, tmp_path):
+    r, _ = replica
+    home = tmp_path / "ws"
+    out = subprocess.run(crawl_cmd(home, r.base, "--query", "妹", "--limit", "2"), capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    [search] = [req for _, req, _ in r.log if req.path == "/php/search.phtml"]
+    assert "search_keyword=%CB%E5" in search.raw_path  # 妹 in EUC-JP, not UTF-8 (%E5%A6%B9)
+    assert r.hits("/item/1092994/")  # its page mentions 妹
+    assert not [e for e in r.log if "634685" in e[1].raw_path]  # the banner outside the results
+    scraped, _ = rows(home)
+    assert len([s for s, v in scraped.items() if v.status == "ok"]) == 2  # --limit 2
+    out = subprocess.run(crawl_cmd(home, r.base, "--arg", "brand=56606"), capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert any("search_brand_id=56606" in req.raw_path for _, req, _ in r.log)
+
+
+def test_scrapy_crawl_from_the_repository_works_too(replica, tmp_path):
+    r, _ = replica
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "SCRAPY_SETTINGS_MODULE"}
+    out = subprocess.run([sys.executable, "-m", "scrapy", "crawl", "getchu", "-s", f"HEADSHOT_HOME={tmp_path / 'ws'}",
+                          "-s", f"GETCHU_BASE_URL={r.base}", "-s", "DOWNLOAD_DELAY=0", "-s", "AUTOTHROTTLE_ENABLED=False",
+                          "-a", "ids=900001"], cwd=repo, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    scraped, stored = rows(tmp_path / "ws")
+    assert {s for s, v in scraped.items() if v.status == "ok"} == {f"900001/{k}{n}" for k in ("chara", "charab") for n in (1, 2)}
