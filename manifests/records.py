@@ -155,6 +155,7 @@ class FaceCrop(Record):
     score: float
     crop_path: str
     size: int
+    crop_sha256: str = ""  # of the crop's decoded pixels: exact duplicates across re-encodings
 
     TABLE: ClassVar[str] = "crops"
     KEY: ClassVar[tuple[str, ...]] = ("crop_id",)
@@ -172,6 +173,7 @@ class FaceCrop(Record):
         ("score", pa.float32(), False),
         ("crop_path", pa.string(), False),
         ("size", pa.int32(), False),
+        ("crop_sha256", pa.string(), False),
     )
 
 
@@ -186,6 +188,7 @@ class FilterResult(Record):
     passed: bool
     version: str
     reason: str = ""
+    doubtful: bool = False  # the score lies near the threshold, or detectors disagree: a person should look
 
     TABLE: ClassVar[str] = "filters"
     KEY: ClassVar[tuple[str, ...]] = ("subject_id", "filter")
@@ -197,6 +200,7 @@ class FilterResult(Record):
         ("passed", pa.bool_(), False),
         ("version", pa.string(), False),
         ("reason", pa.string(), False),
+        ("doubtful", pa.bool_(), False),
     )
 
 
