@@ -14,7 +14,5 @@ from scrapy.dupefilters import RFPDupeFilter
 class MemoryDupeFilter(RFPDupeFilter):
     @classmethod
     def from_crawler(cls, crawler):
-        from scrapy.utils.request import RequestFingerprinter  # noqa: F401  (keeps the default fingerprinter)
-
         return cls(path=None, debug=crawler.settings.getbool("DUPEFILTER_DEBUG"),
                    fingerprinter=crawler.request_fingerprinter)

@@ -24,7 +24,7 @@ ROBOTSTXT_OBEY = True
 CONCURRENT_REQUESTS = 8
 CONCURRENT_REQUESTS_PER_DOMAIN = 1
 DOWNLOAD_DELAY = 2.0
-RANDOMIZE_DOWNLOAD_DELAY = True
+DOWNLOAD_DELAY_JITTER = 0.5  # each delay drawn from 0.5x to 1.5x: no fixed beat
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 2.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
@@ -45,6 +45,8 @@ HEADSHOT_MAX_BLOCKS = 3  # block pages in a row before the spider stops
 HEADSHOT_REFRESH = False  # True: fetch again what earlier crawls stored
 
 DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
+    "spiders.middlewares.RobotsTxtOffsiteMiddleware": 50,  # CDNs' robots.txt is read too
     "spiders.middlewares.PoliteRetryMiddleware": 550,
 }
 ITEM_PIPELINES = {

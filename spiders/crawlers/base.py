@@ -23,7 +23,7 @@ from manifests.workspace import Workspace
 
 from ..items import Fetched, page_item, page_key
 from ..run import CLOSED_MARKER, FINISHED_MARKER
-from ..parsing import Blocked, ImageItem, PageError, Parsed
+from ..parsing import Blocked, ImageItem, NotFound, PageError, Parsed, Unavailable
 
 Parser = Callable[[str, str], Parsed]
 
@@ -134,8 +134,10 @@ class HeadshotSpider(scrapy.Spider):
             yield self._page_failure(self._origin(response), "offsite", f"redirected off the site to {target}",
                                      response.status)
         else:
-            meta = {k: v for k, v in response.meta.items() if k in ("parser", "then", "dont_redirect",
-                                                                     "handle_httpstatus_all")}
+            # The spider's own meta goes on with the hop; Scrapy's per-download bookkeeping and
+            # the retry count (a new URL starts its retries afresh) do not.
+            meta = {k: v for k, v in response.meta.items()
+                    if not k.startswith("download_") and k not in ("headshot_retries", "headshot_retry_after")}
             meta["headshot_redirects"] = hops + 1
             meta["headshot_origin"] = self._origin(response)
             yield response.request.replace(url=target, meta=meta)
@@ -148,8 +150,7 @@ class HeadshotSpider(scrapy.Spider):
             yield from self._follow_redirect(response)
             return
         if response.status >= 400:
-            yield self._page_failure(self._origin(response), "http_error" if response.status != 404 else "not_found",
-                                     f"HTTP {response.status}" + self._retry_note(response), response.status)
+            yield from self.failed_page(response)
             return
         try:
             parsed = self.parsers[response.meta["parser"]](self.page_text(response), response.url)
@@ -163,11 +164,43 @@ class HeadshotSpider(scrapy.Spider):
         then = response.meta.get("then")
         yield from (getattr(self, then)(parsed, response) if then else self.follow_parsed(parsed, response))
 
+    def explain_failure(self, response: scrapy.http.Response) -> PageError | None:
+        """An error page often says more than its status (a CloudFront block page, MAL's 503
+        page, an API's JSON error): the page's own parser names it, or None."""
+        try:
+            self.parsers[response.meta["parser"]](self.page_text(response), response.url)
+        except PageError as exc:
+            return exc
+        except Exception:  # noqa: BLE001  (a body that cannot even be read: the status code says it)
+            return None
+        return None
+
+    def failed_page(self, response: scrapy.http.Response) -> Iterator:
+        """A page answered >= 400 once the middleware's retries were spent: one row that says why."""
+        note = self._retry_note(response)
+        explained = self.explain_failure(response)
+        if isinstance(explained, (Blocked, Unavailable, NotFound)):
+            yield from self._page_error(self._origin(response),
+                                        type(explained)(f"HTTP {response.status}: {explained}{note}"))
+            return
+        status = "not_found" if response.status == 404 else "http_error"
+        yield self._page_failure(self._origin(response), status, f"HTTP {response.status}{note}", response.status)
+
     def follow_parsed(self, parsed: Parsed, response: scrapy.http.Response) -> Iterator:
         yield from self.images(parsed.items, referer=response.url)
 
+    @staticmethod
+    def row_status(exc: PageError) -> str:
+        """The row status for a page error: its kind, or the nearest parent kind a row may hold
+        (a site's own subclasses, such as an expired API token, keep their parent's status)."""
+        for cls in type(exc).__mro__:
+            kind = getattr(cls, "kind", None)
+            if kind in ScrapedImage.STATUSES:
+                return kind
+        return "page_error"
+
     def _page_error(self, url: str, exc: PageError) -> Iterator:
-        yield self._page_failure(url, exc.kind, str(exc))
+        yield self._page_failure(url, self.row_status(exc), str(exc))
         if isinstance(exc, Blocked):
             self.blocks_in_a_row += 1
             if self.blocks_in_a_row >= self.max_blocks:
@@ -182,7 +215,12 @@ class HeadshotSpider(scrapy.Spider):
         return Fetched(page_item(self.source, url), status, reason, http_status=http_status, is_page=True)
 
     def on_page_error(self, failure: Failure) -> Iterator:
-        yield self._page_failure(failure.request.url, *self._describe_failure(failure))
+        request = failure.request
+        origin = request.meta.get("headshot_origin", request.url)  # where the crawl asked, not where it was sent
+        if isinstance(failure.value, PageError):  # raised by a middleware (e.g. an API token that could not be had)
+            yield from self._page_error(origin, failure.value)
+            return
+        yield self._page_failure(origin, *self._describe_failure(failure))
 
     # --- images -----------------------------------------------------------------------
 

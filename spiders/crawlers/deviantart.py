@@ -27,17 +27,14 @@ from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import scrapy
-from scrapy.downloadermiddlewares.offsite import OffsiteMiddleware
 from scrapy.exceptions import CloseSpider
 from scrapy.http import FormRequest, TextResponse
 from scrapy.http.request import NO_CALLBACK
-from scrapy.utils.httpobj import urlparse_cached
 from twisted.python.failure import Failure
 
-from manifests.records import ScrapedImage
 
 from ..items import Fetched
-from ..parsing import Blocked, PageError, Parsed, Truncated, Unavailable
+from ..parsing import Blocked, PageError, Parsed, Truncated
 from ..sites import deviantart as da
 from .base import HeadshotSpider
 
@@ -85,18 +82,6 @@ class ApiTokenMiddleware:
         return None
 
 
-class CdnRobotsOffsiteMiddleware(OffsiteMiddleware):
-    """Scrapy's offsite filter, except for robots.txt. Images are fetched from CDN hosts off
-    the site (allow_offsite), but the robots.txt request Scrapy makes for such a host carries
-    no allow_offsite, so the stock filter drops it and the CDN's rules are never read. Only
-    hosts that passed this filter get a robots.txt request, so letting those through is safe."""
-
-    def process_request(self, request: scrapy.Request) -> None:
-        if request.meta.get("dont_obey_robotstxt") and urlparse_cached(request).path == "/robots.txt":
-            return None
-        return super().process_request(request)
-
-
 class DeviantArtSpider(HeadshotSpider):
     name = "deviantart"
     source = "deviantart"
@@ -117,8 +102,6 @@ class DeviantArtSpider(HeadshotSpider):
         mws = dict(settings.getdict("DOWNLOADER_MIDDLEWARES"))
         # Last before the download handler: nothing downstream copies the request with its token.
         mws.setdefault(f"{__name__}.ApiTokenMiddleware", 990)
-        mws.setdefault("scrapy.downloadermiddlewares.offsite.OffsiteMiddleware", None)
-        mws.setdefault(f"{__name__}.CdnRobotsOffsiteMiddleware", 50)
         settings.set("DOWNLOADER_MIDDLEWARES", mws, priority="spider")
 
     def __init__(self, *args: Any, query: str = "", mode: str = "rss", tag: str = "", order: str = "",
@@ -285,12 +268,6 @@ class DeviantArtSpider(HeadshotSpider):
                 yield from self._page_error(self._origin(response), exc)
                 return
         yield from super().on_page(response)
-
-    def _page_error(self, url: str, exc: PageError) -> Iterator:
-        # A row's status must be a ScrapedImage status; TokenExpired's kind is not one.
-        if exc.kind not in ScrapedImage.STATUSES:
-            exc.kind = "unavailable" if isinstance(exc, Unavailable) else "page_error"
-        yield from super()._page_error(url, exc)
 
     def _follow_redirect(self, response) -> Iterator:
         for out in super()._follow_redirect(response):

@@ -25,10 +25,8 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import scrapy
-from scrapy.downloadermiddlewares.offsite import OffsiteMiddleware
-from scrapy.utils.httpobj import urlparse_cached
 
-from ..parsing import Blocked, ImageItem, NotFound, PageError, Parsed, Unavailable
+from ..parsing import ImageItem, PageError, Parsed, Unavailable
 from ..sites import myanimelist as mal
 from .base import HeadshotSpider
 
@@ -57,17 +55,6 @@ class _RateLimited:
 
     def __init__(self, error: PageError) -> None:
         self.error = error
-
-
-class RobotsTxtOffsiteMiddleware(OffsiteMiddleware):
-    """Scrapy's own robots.txt request for an image host carries no allow_offsite, so the stock
-    offsite filter drops it and the CDN's robots.txt is never read: let exactly those through.
-    (Belongs in spiders/middlewares.py for every spider; see from_crawler.)"""
-
-    def should_follow(self, request, spider) -> bool:
-        if request.meta.get("dont_obey_robotstxt") and urlparse_cached(request).path == "/robots.txt":
-            return True
-        return super().should_follow(request, spider)
 
 
 class MyAnimeListSpider(HeadshotSpider):
@@ -102,10 +89,6 @@ class MyAnimeListSpider(HeadshotSpider):
         if not s.getbool("MAL_TERMS_ACCEPTED", False):
             log.error("refusing to crawl MyAnimeList: %s", TERMS)
             raise TermsNotAccepted(TERMS)
-        middlewares = {**s.getdict("DOWNLOADER_MIDDLEWARES"),
-                       "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
-                       f"{__name__}.RobotsTxtOffsiteMiddleware": 50}  # the stock one's place
-        s.set("DOWNLOADER_MIDDLEWARES", middlewares, priority="spider")
         if kwargs.get("mode") == "html":
             # Settings are not frozen yet; "spider" priority loses to a --set on the command line.
             s.set("DOWNLOAD_DELAY", max(s.getfloat("DOWNLOAD_DELAY"), HTML_DELAY), priority="spider")
@@ -294,23 +277,12 @@ class MyAnimeListSpider(HeadshotSpider):
         yield from self.carry_on(failure.request.meta)
 
     def failed_page(self, response) -> Iterator:
-        """An HTTP error page, once the middleware's retries are spent. MAL's 503 page and Jikan's
-        JSON errors say more than the status code, so the page's own parser reads them first."""
-        explained = None
-        try:
-            self.parsers[response.meta["parser"]](getattr(response, "text", ""), response.url)
-        except (Unavailable, NotFound, Blocked) as exc:  # a cut or foreign body says nothing: keep HTTP <n>
-            explained = exc
-        except Exception:  # noqa: BLE001  (any other failure to read it: the status code is the row)
-            pass
+        """An HTTP error page once the middleware's retries are spent (the base class names it
+        from its body); a 429 that no Retry-After explained is waited out here instead."""
         if response.status == 429 and not response.meta.get("headshot_retry_after"):
-            yield _RateLimited(explained or Unavailable("rate limited (HTTP 429)"))
-        elif explained is not None:
-            note = self._retry_note(response)
-            yield from self._page_error(self._origin(response),
-                                        type(explained)(f"HTTP {response.status}: {explained}{note}"))
-        else:
-            yield from super().on_page(response)
+            yield _RateLimited(self.explain_failure(response) or Unavailable("rate limited (HTTP 429)"))
+            return
+        yield from super().failed_page(response)
 
     def _page_error(self, url: str, exc: PageError) -> Iterator:
         if exc.retry_after is not None:  # Jikan's RateLimitException in a 200 answer
