@@ -21,8 +21,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+models_app = typer.Typer(help="Detector models that are downloaded, not shipped.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Dataset versions: list them and compare two of them.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(models_app, name="models")
 
 
 class _State:
@@ -116,6 +118,76 @@ def crawl(
     code = run_crawl(CrawlRequest(source, spider_args, settings), _workspace())
     if code:
         _fail(f"the {source} crawl failed (scrapy exit code {code}); rows written so far are kept", code)
+
+
+@app.command()
+def process(
+    detector: Optional[str] = typer.Option(None, help="lbp | haar | animeface | ensemble (default: the ensemble)."),
+    margin: Optional[float] = typer.Option(None, help="Crop margin, a fraction of the face side on each side."),
+    size: Optional[int] = typer.Option(None, help="Crop size in pixels: 64, 128 or 256."),
+    radius: Optional[int] = typer.Option(None, help="Hamming radius within which crops are near-duplicates."),
+    workers: int = typer.Option(0, help="Processes (0 = one per core)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+) -> None:
+    """Find faces, crop them, filter and de-duplicate: only what is new or what a changed setting affects.
+
+    Example: headshot process --margin 0.3 --size 128
+    """
+    from dataclasses import replace
+
+    from curation.models import ModelChecksumError, ModelMissing
+    from curation.process import ProcessConfig
+    from curation.process import process as run_process
+    from curation.process_dedup import summary
+    from manifests.workspace import WorkspaceBusy
+
+    cfg = ProcessConfig(workers=workers)
+    try:
+        if detector:
+            cfg = replace(cfg, detector=replace(cfg.detector, detector=detector))
+        if margin is not None or size is not None:
+            cfg = replace(cfg, crop=replace(cfg.crop, **{k: v for k, v in (("margin", margin), ("size", size)) if v is not None}))
+        if radius is not None:
+            cfg = replace(cfg, hashing=replace(cfg.hashing, radius=radius))
+        ws = _workspace()
+        report = run_process(ws, cfg, progress=not no_progress)
+    except (ModelMissing, ModelChecksumError, ValueError) as exc:
+        _fail(str(exc))
+    except WorkspaceBusy as exc:
+        _fail(str(exc), 3)
+    typer.echo(f"processed: {report.images_detected} images detected, {report.images_recropped} re-cropped, "
+               f"{report.rejudged} re-filtered, {report.crops_new} new crops, {report.images_failed} failed")
+    for line in report.errors[:10]:
+        typer.echo(f"  failed: {line}")
+    typer.echo(format_summary(summary(ws, cfg)))
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"{s['crops']} crops from {s['images']} images ({s['images_without_face']} with no face found): "
+             f"{s['kept']} kept, {s['doubtful']} doubtful (for review)"]
+    for reason, n in s["rejected_by"].items():
+        lines.append(f"  left out by {reason}: {n}")
+    return "\n".join(lines)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    url: Optional[str] = typer.Option(None, help="Download from this URL instead of the pinned one (a mirror)."),
+    dest: Optional[str] = typer.Option(None, help="Folder to put it in (default: HEADSHOT_CASCADE_DIR or the user cache)."),
+) -> None:
+    """Download the anime face cascade (pinned URL, sha256 checked).
+
+    Example: headshot models fetch
+    """
+    from pathlib import Path
+
+    from curation.models import ModelChecksumError, ModelFetchError, fetch_cascade
+
+    try:
+        path = fetch_cascade(Path(dest) if dest else None, url=url)
+    except (ModelChecksumError, ModelFetchError) as exc:
+        _fail(str(exc))
+    typer.echo(f"saved {path}")
 
 
 @app.command()

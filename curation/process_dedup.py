@@ -1,0 +1,143 @@
+"""The dedup step of `headshot process`, and what the ledger says was kept and why the rest went.
+
+The near-duplicate index lives in the workspace (`manifests/nearindex/<config>/`) and takes
+new crops without being rebuilt. Groups are transitive; the keeper follows the policy; every
+crop gets a DupGroup row and a "duplicate" verdict in the ledger, doubtful when its nearest
+pair lies near the radius.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from manifests import tables
+from manifests.records import DupGroup, FaceCrop, FilterResult, HashRecord, ScrapedImage, StoredImage
+from manifests.workspace import Workspace
+
+from .dedup import Candidate, borderline, dup_groups, is_lossless, open_index
+from .hashes import HASH_LIBRARY_VERSION, from_hex
+
+DUPLICATE = "duplicate"
+
+
+def current_crops(ws: Workspace, cfg) -> list[dict[str, Any]]:
+    """The crops the present detector and crop settings make (older settings' crops stay on disk)."""
+    params = cfg.detector.params_json()
+    return [r for r in tables.read_table(ws, FaceCrop).to_pylist()
+            if r["detector_params"] == params and abs(r["margin"] - cfg.crop.margin) < 1e-6
+            and r["size"] == cfg.crop.size]
+
+
+def index_folder(ws: Workspace, cfg) -> Path:
+    h = cfg.hashing
+    key = json.dumps([cfg.detector.params_json(), cfg.crop.margin, cfg.crop.size, cfg.crop.pad,
+                      h.algorithm, h.bits, HASH_LIBRARY_VERSION])
+    return ws.manifests / "nearindex" / f"{h.algorithm}{h.bits}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def _hashes(ws: Workspace, cfg, ids: set[str]) -> dict[str, list[int]]:
+    """crop id -> [primary hash, variants...] of the configured algorithm, size and library."""
+    h = cfg.hashing
+    out: dict[str, list[int]] = {}
+    for r in tables.read_table(ws, HashRecord).to_pylist():
+        if r["crop_id"] in ids and r["hash_size"] == h.bits and r["library_version"] == HASH_LIBRARY_VERSION \
+                and r["algorithm"].split("+")[0] == h.algorithm:
+            vals = out.setdefault(r["crop_id"], [])
+            value = from_hex(r["value"])
+            if r["algorithm"] == h.algorithm:
+                vals.insert(0, value)
+            else:
+                vals.append(value)
+    return out
+
+
+def _candidates(ws: Workspace, crops: list[dict]) -> list[Candidate]:
+    stored = {r["image_sha256"]: r for r in tables.read_table(ws, StoredImage, ["image_sha256", "format", "bytes"]).to_pylist()}
+    first_seen: dict[str, Any] = {}
+    reposted: set[str] = set()
+    for r in tables.read_table(ws, ScrapedImage, ["image_sha256", "published_at", "source"]).to_pylist():
+        sha = r["image_sha256"]
+        if r["published_at"] is not None and (sha not in first_seen or r["published_at"] < first_seen[sha]):
+            first_seen[sha] = r["published_at"]
+        if r["source"] == "url":  # a bare URL list says nothing about who made the picture
+            reposted.add(sha)
+    out = []
+    for c in crops:
+        s = stored.get(c["image_sha256"], {})
+        # "Largest" means the face in source pixels: that is what a crop can be made from.
+        out.append(Candidate(id=c["crop_id"], width=c["box_w"], height=c["box_h"],
+                             lossless=is_lossless(s.get("format", "")),
+                             is_original_source=c["image_sha256"] not in reposted,
+                             published_at=first_seen.get(c["image_sha256"]), bytes=s.get("bytes", 0)))
+    return out
+
+
+def dedup(ws: Workspace, cfg, run_id: str, changed: bool) -> tuple[int, int]:
+    """Index new crops, regroup, and write DupGroup rows and "duplicate" verdicts.
+    Returns (crops that are not keepers, borderline pairs). No work when nothing changed."""
+    crops = current_crops(ws, cfg)
+    ids = {c["crop_id"] for c in crops}
+    folder = index_folder(ws, cfg)
+    index = open_index(folder, cfg.hashing)
+    hashes = _hashes(ws, cfg, ids)
+    new = sorted(i for i in ids - set(index.ids) if hashes.get(i))
+    grouped = set(tables.read_table(ws, DupGroup, ["crop_id"]).column("crop_id").to_pylist())
+    if not new and not changed and ids <= grouped:
+        return 0, 0
+    index.add(new, [hashes[i][0] for i in new])
+    pairs = [p for p in index.pairs_within(cfg.hashing.search_radius) if p[0] in ids and p[1] in ids]
+    close = [p for p in pairs if p[2] <= cfg.hashing.radius]
+    indexed = [c for c in _candidates(ws, crops) if c.id in hashes]
+    rows = dup_groups(close, indexed, cfg.dedup_policy, hashes=hashes)
+    edge = borderline(pairs, cfg.hashing.radius, cfg.hashing.review_margin)
+    near: dict[str, str] = {}
+    for b in edge:
+        for x, y in ((b.a, b.b), (b.b, b.a)):
+            near.setdefault(x, f"{b.reason} (with {y})")
+    keeper_of = {r.group_id: r.crop_id for r in rows if r.keeper}
+    verdicts = []
+    for r in rows:
+        reason = ("no near-duplicate" if r.keeper and r.distance == 0 and sum(1 for x in rows if x.group_id == r.group_id) == 1
+                  else "keeper of its duplicate group" if r.keeper
+                  else f"near-duplicate of {keeper_of[r.group_id]} at distance {r.distance} (policy {r.policy})")
+        if r.crop_id in near:
+            reason += "; " + near[r.crop_id]
+        verdicts.append(FilterResult(subject_id=r.crop_id, filter=DUPLICATE, score=float(r.distance),
+                                     threshold=float(cfg.hashing.radius), passed=r.keeper,
+                                     version=f"{cfg.hashing.algorithm}{cfg.hashing.bits}", reason=reason,
+                                     doubtful=r.crop_id in near))
+    meta = cfg.as_dict()
+    tables.append(ws, DupGroup, rows, run_id, meta)
+    tables.append(ws, FilterResult, verdicts, run_id, meta)
+    index.save(folder)
+    return sum(1 for r in rows if not r.keeper), len(edge)
+
+
+def summary(ws: Workspace, cfg) -> dict[str, Any]:
+    """What the present settings keep, and the first reason each other crop or image went."""
+    crops = current_crops(ws, cfg)
+    ledger: dict[str, list[dict]] = {}
+    for r in tables.read_table(ws, FilterResult).to_pylist():
+        ledger.setdefault(r["subject_id"], []).append(r)
+    from .process import detection_key
+
+    det_key = detection_key(cfg.detector)
+    images = [r for r in tables.read_table(ws, StoredImage, ["image_sha256", "status"]).to_pylist() if r["status"] == "ok"]
+    no_face = sum(1 for r in images for f in ledger.get(r["image_sha256"], [])
+                  if f["filter"] == "faces" and f["version"] == det_key and not f["passed"])
+    rejected: Counter = Counter()
+    kept = doubtful = 0
+    for c in crops:
+        rows = ledger.get(c["crop_id"], []) + [f for f in ledger.get(c["image_sha256"], []) if f["filter"] != "faces"]
+        failed = [f["filter"] for f in rows if not f["passed"]]
+        doubtful += any(f["doubtful"] for f in rows)
+        if failed:
+            rejected[failed[0]] += 1
+        else:
+            kept += 1
+    return {"images": len(images), "images_without_face": no_face, "crops": len(crops), "kept": kept,
+            "rejected_by": dict(rejected.most_common()), "doubtful": doubtful}
