@@ -13,6 +13,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 HAIR = [(120, 70, 40), (30, 30, 40), (230, 200, 120), (200, 60, 90), (80, 120, 200), (240, 240, 245), (90, 160, 90)]
@@ -47,6 +48,25 @@ def draw_face(seed: int = 0, size: int = 512) -> Image.Image:
     return canvas
 
 
+def draw_character(seed: int = 0, size: int = 512) -> Image.Image:
+    """`draw_face` in front of a seeded scene (shapes in the background), so that different
+    seeds are different pictures to a perceptual hash too, not one drawing recoloured."""
+    rng = random.Random(seed * 7919 + 1)
+    face = draw_face(seed, size)
+    scene = Image.new("RGB", (size, size), tuple(rng.randint(150, 255) for _ in range(3)))
+    d = ImageDraw.Draw(scene)
+    for _ in range(rng.randint(4, 8)):
+        x0, y0 = rng.randint(-size // 4, size), rng.randint(-size // 4, size)
+        w, h = rng.randint(size // 8, size // 2), rng.randint(size // 8, size // 2)
+        colour = tuple(rng.randint(0, 255) for _ in range(3))
+        (d.ellipse if rng.random() < 0.5 else d.rectangle)((x0, y0, x0 + w, y0 + h), fill=colour)
+    # The head goes in front of the scene; the face picture's flat background does not.
+    pixels = np.asarray(face)
+    keep = Image.fromarray(((pixels != pixels[0, 0]).any(axis=2) * 255).astype(np.uint8))
+    scene.paste(face, (0, 0), keep)
+    return scene
+
+
 def encode(im: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     im.save(buf, fmt, **kw)
@@ -60,7 +80,7 @@ def write_faces(folder: Path, count: int, size: int = 256, start: int = 0) -> li
     for i in range(start, start + count):
         fmt, ext = [("PNG", "png"), ("JPEG", "jpg"), ("WEBP", "webp")][i % 3]
         p = folder / f"face_{i:05d}.{ext}"
-        p.write_bytes(encode(draw_face(i, size), fmt, **({"quality": 90} if fmt != "PNG" else {})))
+        p.write_bytes(encode(draw_character(i, size), fmt, **({"quality": 90} if fmt != "PNG" else {})))
         out.append(p)
     return out
 
