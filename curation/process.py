@@ -37,7 +37,12 @@ class ProcessConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     crop: CropConfig = field(default_factory=CropConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
-    hashing: HashConfig = field(default_factory=HashConfig)
+    hashing: HashConfig = field(default_factory=HashConfig)  # of face crops
+    # Of whole pictures: the same artwork at another size or encoding gives crops whose boxes
+    # jitter, so their crop hashes can differ while the pictures' do not. A 256-bit dHash puts
+    # the known re-encodings and resizes of ../shared/data at 2, 3 and 19, other pairs >= 26.
+    image_hashing: HashConfig = field(default_factory=lambda: HashConfig(
+        algorithm="dhash", bits=256, radius=22, review_margin=3, alpha_variants=False))
     dedup_policy: str = "largest,lossless,original,earliest"
     workers: int = 0  # 0 = one per core
     part_rows: int = 2000
@@ -48,6 +53,7 @@ class ProcessConfig:
         d["detector"] = self.detector.as_dict()
         d["filters"] = self.filters.as_dict()
         d["hashing"] = self.hashing.as_dict()
+        d["image_hashing"] = self.image_hashing.as_dict()
         return d
 
 
@@ -169,6 +175,7 @@ def _work(job: Job) -> Outcome:
         out.filters.append(FilterResult(subject_id=job.image_sha256, filter="faces", score=float(len(faces)),
                                         threshold=1.0, passed=bool(faces), version=_W["det_key"],
                                         reason=reason, doubtful=bool(doubts)))
+        out.hashes += hash_records(job.image_sha256, image, cfg.image_hashing)
     params = cfg.detector.params_json()
     for face in faces:
         box = square_box(face, width, height, cfg.crop)

@@ -32,16 +32,50 @@ def current_crops(ws: Workspace, cfg) -> list[dict[str, Any]]:
             and r["size"] == cfg.crop.size]
 
 
-def index_folder(ws: Workspace, cfg) -> Path:
-    h = cfg.hashing
-    key = json.dumps([cfg.detector.params_json(), cfg.crop.margin, cfg.crop.size, cfg.crop.pad,
-                      h.algorithm, h.bits, HASH_LIBRARY_VERSION])
-    return ws.manifests / "nearindex" / f"{h.algorithm}{h.bits}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+def index_folder(ws: Workspace, cfg, images: bool = False) -> Path:
+    """One index per setting: crops of other settings, or hashes of another library, never mix."""
+    h = cfg.image_hashing if images else cfg.hashing
+    made_by = [] if images else [cfg.detector.params_json(), cfg.crop.margin, cfg.crop.size, cfg.crop.pad]
+    key = json.dumps(made_by + [h.algorithm, h.bits, HASH_LIBRARY_VERSION])
+    prefix = "image-" if images else ""
+    return ws.manifests / "nearindex" / f"{prefix}{h.algorithm}{h.bits}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
-def _hashes(ws: Workspace, cfg, ids: set[str]) -> dict[str, list[int]]:
-    """crop id -> [primary hash, variants...] of the configured algorithm, size and library."""
-    h = cfg.hashing
+def _indexed_pairs(ws: Workspace, folder: Path, h, ids: set[str], hashes: dict[str, list[int]]) -> tuple[list, bool]:
+    """Pairs within h's search radius among `ids`, after adding the ones not indexed yet."""
+    index = open_index(folder, h)
+    new = sorted(i for i in ids - set(index.ids) if hashes.get(i))
+    index.add(new, [hashes[i][0] for i in new])
+    if new:
+        index.save(folder)
+    return [p for p in index.pairs_within(h.search_radius) if p[0] in ids and p[1] in ids], bool(new)
+
+
+def _same_face(a: dict, b: dict, size_a: tuple[int, int], size_b: tuple[int, int], tolerance: float = 0.08) -> bool:
+    """Two crops of two copies of one picture: boxes at the same place relative to the picture."""
+    (wa, ha), (wb, hb) = size_a, size_b
+    if not (wa and ha and wb and hb):
+        return False
+    ca = ((a["box_x"] + a["box_w"] / 2) / wa, (a["box_y"] + a["box_h"] / 2) / ha, a["box_w"] / wa)
+    cb = ((b["box_x"] + b["box_w"] / 2) / wb, (b["box_y"] + b["box_h"] / 2) / hb, b["box_w"] / wb)
+    return max(abs(x - y) for x, y in zip(ca, cb)) <= tolerance
+
+
+def _crop_pairs_from_images(image_pairs: list, crops: list[dict], sizes: dict[str, tuple[int, int]]) -> list:
+    by_image: dict[str, list[dict]] = {}
+    for c in crops:
+        by_image.setdefault(c["image_sha256"], []).append(c)
+    out = []
+    for a_img, b_img, d in image_pairs:
+        for a in by_image.get(a_img, []):
+            for b in by_image.get(b_img, []):
+                if _same_face(a, b, sizes.get(a_img, (0, 0)), sizes.get(b_img, (0, 0))):
+                    out.append((a["crop_id"], b["crop_id"], d))
+    return out
+
+
+def _hashes(ws: Workspace, h, ids: set[str]) -> dict[str, list[int]]:
+    """subject id -> [primary hash, variants...] of `h`'s algorithm and size, this library's."""
     out: dict[str, list[int]] = {}
     for r in tables.read_table(ws, HashRecord).to_pylist():
         if r["crop_id"] in ids and r["hash_size"] == h.bits and r["library_version"] == HASH_LIBRARY_VERSION \
@@ -81,19 +115,24 @@ def dedup(ws: Workspace, cfg, run_id: str, changed: bool) -> tuple[int, int]:
     Returns (crops that are not keepers, borderline pairs). No work when nothing changed."""
     crops = current_crops(ws, cfg)
     ids = {c["crop_id"] for c in crops}
-    folder = index_folder(ws, cfg)
-    index = open_index(folder, cfg.hashing)
-    hashes = _hashes(ws, cfg, ids)
-    new = sorted(i for i in ids - set(index.ids) if hashes.get(i))
+    hashes = _hashes(ws, cfg.hashing, ids)
+    pairs, new_crops = _indexed_pairs(ws, index_folder(ws, cfg), cfg.hashing, ids, hashes)
+    sizes = {r["image_sha256"]: (r["width"], r["height"]) for r in
+             tables.read_table(ws, StoredImage, ["image_sha256", "status", "width", "height"]).to_pylist() if r["status"] == "ok"}
+    image_ids = {c["image_sha256"] for c in crops}
+    image_pairs, new_images = _indexed_pairs(ws, index_folder(ws, cfg, images=True), cfg.image_hashing, image_ids,
+                                             _hashes(ws, cfg.image_hashing, image_ids))
     grouped = set(tables.read_table(ws, DupGroup, ["crop_id"]).column("crop_id").to_pylist())
-    if not new and not changed and ids <= grouped:
+    if not (new_crops or new_images or changed) and ids <= grouped:
         return 0, 0
-    index.add(new, [hashes[i][0] for i in new])
-    pairs = [p for p in index.pairs_within(cfg.hashing.search_radius) if p[0] in ids and p[1] in ids]
     close = [p for p in pairs if p[2] <= cfg.hashing.radius]
+    # Copies of one picture at another size: their crops are duplicates whatever the crop hashes say.
+    close += _crop_pairs_from_images([p for p in image_pairs if p[2] <= cfg.image_hashing.radius], crops, sizes)
     indexed = [c for c in _candidates(ws, crops) if c.id in hashes]
     rows = dup_groups(close, indexed, cfg.dedup_policy, hashes=hashes)
     edge = borderline(pairs, cfg.hashing.radius, cfg.hashing.review_margin)
+    edge += [b for b in borderline(_crop_pairs_from_images(image_pairs, crops, sizes), cfg.image_hashing.radius,
+                                   cfg.image_hashing.review_margin) if not b.grouped]
     near: dict[str, str] = {}
     for b in edge:
         for x, y in ((b.a, b.b), (b.b, b.a)):
@@ -113,7 +152,6 @@ def dedup(ws: Workspace, cfg, run_id: str, changed: bool) -> tuple[int, int]:
     meta = cfg.as_dict()
     tables.append(ws, DupGroup, rows, run_id, meta)
     tables.append(ws, FilterResult, verdicts, run_id, meta)
-    index.save(folder)
     return sum(1 for r in rows if not r.keeper), len(edge)
 
 
