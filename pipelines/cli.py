@@ -159,15 +159,9 @@ def process(
                f"{report.rejudged} re-filtered, {report.crops_new} new crops, {report.images_failed} failed")
     for line in report.errors[:10]:
         typer.echo(f"  failed: {line}")
+    from pipelines.report import format_summary
+
     typer.echo(format_summary(summary(ws, cfg)))
-
-
-def format_summary(s: dict) -> str:
-    lines = [f"{s['crops']} crops from {s['images']} images ({s['images_without_face']} with no face found): "
-             f"{s['kept']} kept, {s['doubtful']} doubtful (for review)"]
-    for reason, n in s["rejected_by"].items():
-        lines.append(f"  left out by {reason}: {n}")
-    return "\n".join(lines)
 
 
 @models_app.command("fetch")

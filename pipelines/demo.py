@@ -2,7 +2,8 @@
 
 It starts a getchu replica on 127.0.0.1 (pages from a template, faces drawn in code), crawls
 it with the real spider in its own process, ingests a folder of generated art and broken
-files, and prints what the workspace holds. Later stages extend this same command.
+files, finds and filters faces (`headshot process`), and prints what was kept, why the rest
+went, and what the workspace holds. Later stages extend this same command.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+from dataclasses import replace
+
 from curation.ingest import IngestConfig, ingest
+from curation.models import ModelChecksumError, ModelMissing, cascade_path
+from curation.process import ProcessConfig, process
+from curation.process_dedup import summary
 from curation.synthetic import write_bad_inputs, write_faces
 from manifests.status import workspace_status
 from manifests.workspace import Workspace
-from pipelines.report import format_status
+from pipelines.report import format_status, format_summary
 from spiders.replica.getchu import GetchuReplica
 from spiders.replica.server import Replica
 from spiders.run import CrawlRequest, crawl
@@ -22,6 +28,18 @@ from spiders.run import CrawlRequest, crawl
 DEMO_IDS = list(range(900001, 900007))
 # The replica is ours and local: no politeness delay is needed to spare it.
 FAST = {"DOWNLOAD_DELAY": "0", "AUTOTHROTTLE_ENABLED": "False", "LOG_LEVEL": "WARNING"}
+
+
+def demo_process_config(echo: Callable[[str], None]) -> ProcessConfig:
+    """The default detectors when the anime cascade is installed; without it (a fresh machine
+    that has not run `headshot models fetch`, offline) animeface alone, whose model ships in its wheel."""
+    cfg = ProcessConfig()
+    try:
+        cascade_path()
+    except (ModelMissing, ModelChecksumError):
+        echo("the anime cascade is not installed (headshot models fetch): the demo detects with animeface alone")
+        cfg = replace(cfg, detector=replace(cfg.detector, detector="animeface"))
+    return cfg
 
 
 def run_demo(home: str, count: int = 48, echo: Callable[[str], None] = print) -> dict:
@@ -39,6 +57,10 @@ def run_demo(home: str, count: int = 48, echo: Callable[[str], None] = print) ->
     write_bad_inputs(folder / "broken")
     report = ingest([str(folder)], ws, IngestConfig(), progress=sys.stderr.isatty())
     echo(f"ingested {report.inputs} inputs: {report.new_images} new, {report.already_stored} already stored")
+    cfg = demo_process_config(echo)
+    done = process(ws, cfg, progress=sys.stderr.isatty())
+    echo(f"processed: {done.images_detected} images, {done.crops_new} new face crops")
+    echo(format_summary(summary(ws, cfg)))
     st = workspace_status(ws)
     echo(format_status(st))
     echo(f"\nnext: headshot --home {home} status --json")

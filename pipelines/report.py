@@ -22,3 +22,11 @@ def format_status(st: dict[str, Any]) -> str:
     else:
         lines.append("datasets: none yet")
     return "\n".join(lines)
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"{s['crops']} crops from {s['images']} images ({s['images_without_face']} with no face found): "
+             f"{s['kept']} kept, {s['doubtful']} doubtful (for review)"]
+    for reason, n in s["rejected_by"].items():
+        lines.append(f"  left out by {reason}: {n}")
+    return "\n".join(lines)

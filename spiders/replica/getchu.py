@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
-from curation.synthetic import draw_face, encode
+from curation.synthetic import draw_character, encode
 
 from .server import Replica, Request, Response
 
@@ -149,5 +149,5 @@ class GetchuReplica:
         if req.path not in self.image_cache:  # drawing costs ~10 ms: do it once per picture
             seed = int(pid) * 100 + int(m.group(3)) * 2 + (m.group(2) == "charab")
             size = 250 if m.group(2) == "chara" else 400
-            self.image_cache[req.path] = encode(draw_face(seed, size), "JPEG", quality=88)
+            self.image_cache[req.path] = encode(draw_character(seed, size), "JPEG", quality=88)
         return Response(200, {"Content-Type": "image/jpeg"}, self.image_cache[req.path])

@@ -12,5 +12,8 @@ def test_demo_crawls_ingests_and_reruns_without_duplicates(tmp_path):
     assert stored["ok"] == len(DEMO_IDS) * 4 + 9
     assert sum(stored.values()) == len(DEMO_IDS) * 4 + 15  # every broken file is a row too
     assert any("headshot --home" in line for line in lines)
+    # Faces were found in the crawled and generated art, and the report says what was kept.
+    assert st["stages"]["crops"]["total"] > 0
+    assert any(" kept, " in line for line in lines)
     again = run_demo(str(tmp_path / "demo"), count=9, echo=lines.append)
     assert again["stages"] == st["stages"]
