@@ -39,10 +39,10 @@ class ProcessConfig:
     filters: FilterConfig = field(default_factory=FilterConfig)
     hashing: HashConfig = field(default_factory=HashConfig)  # of face crops
     # Of whole pictures: the same artwork at another size or encoding gives crops whose boxes
-    # jitter, so their crop hashes can differ while the pictures' do not. A 256-bit dHash puts
-    # the known re-encodings and resizes of ../shared/data at 2, 3 and 19, other pairs >= 26.
-    image_hashing: HashConfig = field(default_factory=lambda: HashConfig(
-        algorithm="dhash", bits=256, radius=22, review_margin=3, alpha_variants=False))
+    # jitter (a 3% shift moves a crop's pHash by ~10 bits), while the pictures' hashes stay
+    # within the radius: pHash-64 puts the known resizes and re-encodings of ../shared/data at
+    # 0-2 bits at any size, and every other pair at 12 or more.
+    image_hashing: HashConfig = field(default_factory=HashConfig)
     dedup_policy: str = "largest,lossless,original,earliest"
     workers: int = 0  # 0 = one per core
     part_rows: int = 2000
@@ -139,6 +139,17 @@ def work(job: Job) -> Outcome:
     return out
 
 
+def _with_alpha(data: bytes):
+    """The picture upright, first frame, alpha kept: a transparent sprite is also hashed on black,
+    which is how a copy saved without its alpha channel still matches."""
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.seek(0)
+        im = ImageOps.exif_transpose(im)
+        return im.convert("RGBA") if im.has_transparency_data else im.convert("RGB")
+
+
 def _refilter(job: Job) -> Outcome:
     cfg: ProcessConfig = _W["cfg"]
     home: Path = _W["home"]
@@ -175,7 +186,7 @@ def _work(job: Job) -> Outcome:
         out.filters.append(FilterResult(subject_id=job.image_sha256, filter="faces", score=float(len(faces)),
                                         threshold=1.0, passed=bool(faces), version=_W["det_key"],
                                         reason=reason, doubtful=bool(doubts)))
-        out.hashes += hash_records(job.image_sha256, image, cfg.image_hashing)
+        out.hashes += hash_records(job.image_sha256, _with_alpha((home / job.blob_path).read_bytes()), cfg.image_hashing)
     params = cfg.detector.params_json()
     for face in faces:
         box = square_box(face, width, height, cfg.crop)
