@@ -2,9 +2,14 @@
 
 import argparse
 
-from bench import crawl_throughput, ingest_throughput
+from bench import crawl_throughput, ingest_throughput, neardup, process_throughput
 
-BENCHES = {"ingest": ingest_throughput.main, "crawl": crawl_throughput.main}
+BENCHES = {
+    "ingest": ingest_throughput.main,
+    "crawl": crawl_throughput.main,
+    "neardup": lambda: neardup.main([]),
+    "process": process_throughput.main,
+}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="headshot benchmarks. Example: python -m bench ingest")

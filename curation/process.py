@@ -126,6 +126,9 @@ def _init_worker(home: str, cfg: ProcessConfig, det_key: str, det_version: str) 
     from .ingest import _die_with_parent
 
     _die_with_parent()
+    import cv2
+
+    cv2.setNumThreads(1)  # the pool already has a process per core: OpenCV's own threads would contend
     _W.update(home=Path(home), cfg=cfg, det_key=det_key, det_version=det_version)
 
 
@@ -287,7 +290,11 @@ def _run(jobs: list[Job], ws: Workspace, cfg: ProcessConfig, det_key: str, det_v
     from tqdm import tqdm
 
     workers = min(cfg.workers or os.cpu_count() or 1, len(jobs))
-    ctx = multiprocessing.get_context("fork")
+    # Not "fork": a process that has already run OpenCV (a test, a notebook, the demo) holds its
+    # thread pool's locks, and a forked copy can hang on them in detectMultiScale. A fork
+    # server starts clean once and hands out workers that import the detectors only once.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["curation.process"])
     with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                 initargs=(str(ws.home), cfg, det_key, det_version)) as pool, \
             tqdm(total=len(jobs), unit="img", desc="process", disable=None if progress else True) as bar:
