@@ -96,3 +96,42 @@ def test_dataset_list_and_diff(tmp_path):
     assert as_json["added"] == ["c3"] and as_json["removed"] == ["c1"]
     bad = runner.invoke(app, ["--home", str(ws.home), "dataset", "diff", "faces", "v1", "v9"])
     assert bad.exit_code == 2 and "has no version v9" in bad.output
+
+
+def test_process_prints_what_was_kept_and_why(tmp_path, monkeypatch):
+    from curation.synthetic import draw_character, encode
+
+    art = tmp_path / "art"
+    art.mkdir()
+    for i in (1, 3):
+        (art / f"f{i}.png").write_bytes(encode(draw_character(i, 512), "PNG"))
+    home = tmp_path / "ws"
+    assert run("ingest", "--no-progress", art, home=home).exit_code == 0
+    result = run("process", "--detector", "animeface", "--no-progress", "--workers", "1", home=home)
+    assert result.exit_code == 0, result.output
+    assert "2 images detected" in result.output and "2 crops from 2 images" in result.output
+    again = run("process", "--detector", "animeface", "--no-progress", home=home)
+    assert "0 images detected, 0 re-cropped, 0 re-filtered, 0 new crops" in again.output
+
+
+def test_process_without_the_cascade_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADSHOT_CASCADE_DIR", str(tmp_path / "empty"))
+    result = runner.invoke(app, ["--home", str(tmp_path / "ws"), "process", "--no-progress"])
+    assert result.exit_code == 2 and "headshot models fetch" in result.output
+
+
+def test_process_refuses_a_bad_crop_size(tmp_path):
+    result = runner.invoke(app, ["--home", str(tmp_path / "ws"), "process", "--size", "100"])
+    assert result.exit_code == 2 and "64" in result.output
+
+
+def test_models_fetch_from_a_mirror(tmp_path, site, shared_data):
+    cascade = shared_data / "cascades" / "lbpcascade_animeface.xml"
+    url = site.add("/lbpcascade_animeface.xml", (200, {"Content-Type": "application/xml"}, cascade.read_bytes()))
+    result = run("models", "fetch", "--url", url, "--dest", tmp_path / "models")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "models" / "lbpcascade_animeface.xml").read_bytes() == cascade.read_bytes()
+    bad = site.add("/bad.xml", (200, {}, b"<opencv_storage>not it</opencv_storage>"))
+    result = runner.invoke(app, ["models", "fetch", "--url", bad, "--dest", str(tmp_path / "other")])
+    assert result.exit_code == 2 and "sha256" in result.output.lower()
+    assert not (tmp_path / "other" / "lbpcascade_animeface.xml").exists()
