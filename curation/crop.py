@@ -24,8 +24,9 @@ class CropConfig:
     # Fraction of the face side added on each side. The anime cascade's box runs from the brow
     # to the chin (animeface boxes are mapped to that framing in detect.py), so 0.25 per side
     # (a square 1.5x the box) takes in the fringe, the ears and the chin line, keeps the face
-    # about two thirds of the crop, and still fits inside the image for most faces in
-    # ../shared/data/anime (bench/detect_eval.py prints how many need a shift or padding).
+    # about two thirds of the crop, and needs no padding: of the default detector's 71 faces
+    # in ../shared/data/anime, 67 squares fit as they are and 4 are shifted inside, while at
+    # 0.4 four would need padding (bench/detect_eval.py --crops).
     margin: float = 0.25
     size: int = 128
     # "shift" by default: a square that crosses a border is moved inside the image, so a crop
