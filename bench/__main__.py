@@ -2,13 +2,14 @@
 
 import argparse
 
-from bench import crawl_throughput, ingest_throughput, neardup, process_throughput
+from bench import crawl_throughput, detect_eval, ingest_throughput, neardup, process_throughput
 
 BENCHES = {
     "ingest": ingest_throughput.main,
     "crawl": crawl_throughput.main,
     "neardup": lambda: neardup.main([]),
     "process": process_throughput.main,
+    "detect": lambda: detect_eval.main([]),
 }
 
 if __name__ == "__main__":
