@@ -19,10 +19,6 @@ an id is never paired with itself.
 
 from __future__ import annotations
 
-import io
-import json
-import secrets
-import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
@@ -31,10 +27,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from manifests.atomic import write_bytes_atomic, write_parquet_atomic
 
 FORMAT = "headshot-nearindex/1"
 MAX_CHUNK_BITS = 32  # chunk values live in uint32
@@ -347,63 +340,17 @@ class MultiIndexHash:
         return sorted((x, y, d) for (x, y), d in best.items())
 
     def save(self, folder: str | Path) -> None:
-        """Write new segments, then swap index.json (the commit point), then drop segment
-        folders the new index.json no longer names (merged away, or left by a crash)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for seg in self._segments:
-            if seg.name is None:
-                name = f"seg-{seg.start:010d}-{seg.size:010d}-{secrets.token_hex(4)}"
-                self._write_segment(folder / name, seg)
-                seg.name = name
-        manifest = {
-            "format": FORMAT, "bits": self.bits, "radius": self.radius, "chunks": self.chunks,
-            "count": len(self), "meta": self.meta,
-            "segments": [{"name": s.name, "start": s.start, "size": s.size} for s in self._segments],
-        }
-        write_bytes_atomic(folder / "index.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
-        # Safe only because one process writes a workspace at a time (Workspace.writer_lock).
-        live = {s.name for s in self._segments}
-        for old in folder.glob("seg-*"):
-            if old.name not in live:
-                shutil.rmtree(old, ignore_errors=True)
-        for temp in folder.glob(".tmp-*"):
-            temp.unlink(missing_ok=True)
+        """Persist in `folder` (see curation.nearindex_store): new segments only, atomically."""
+        from .nearindex_store import save_index
 
-    def _write_segment(self, path: Path, seg: _Segment) -> None:
-        columns = {"id": pa.array(self._ids[seg.start:seg.start + seg.size], pa.string())}
-        for k in range(self.words):
-            columns[f"w{k}"] = pa.array(seg.hashes[:, k], pa.uint64())
-        write_parquet_atomic(path / "items.parquet", pa.table(columns), {"format": FORMAT, "bits": self.bits})
-        buf = io.BytesIO()
-        np.savez(buf, **seg.buckets.arrays())
-        write_bytes_atomic(path / "chunks.npz", buf.getvalue())
+        save_index(self, folder)
 
     @classmethod
     def load(cls, folder: str | Path, expect_meta: dict | None = None) -> "MultiIndexHash":
-        """Read an index saved by `save`. expect_meta: keys that must match (e.g. the hash
-        library version: hashes of different versions must never be compared)."""
-        folder = Path(folder)
-        manifest = json.loads((folder / "index.json").read_text())
-        if manifest.get("format") != FORMAT:
-            raise ValueError(f"{folder} holds {manifest.get('format')!r}, not {FORMAT}")
-        for key, want in (expect_meta or {}).items():
-            if manifest["meta"].get(key) != want:
-                raise ValueError(f"{folder} was built with {key}={manifest['meta'].get(key)!r}, "
-                                 f"not {want!r}: rebuild it from the hashes")
-        index = cls(manifest["bits"], manifest["radius"], chunks=len(manifest["chunks"]), meta=manifest["meta"])
-        for entry in manifest["segments"]:
-            path = folder / entry["name"]
-            table = pq.read_table(path / "items.parquet")
-            words = np.stack([table.column(f"w{k}").to_numpy() for k in range(index.words)], axis=1)
-            with np.load(path / "chunks.npz") as z:
-                buckets = _Buckets(**{name: z[name] for name in z.files})
-            if entry["start"] != len(index._ids) or len(words) != entry["size"]:
-                raise ValueError(f"{path} does not match {folder / 'index.json'}")
-            index._segments.append(_Segment(entry["start"], np.ascontiguousarray(words, dtype=np.uint64),
-                                            buckets, entry["name"]))
-            index._ids.extend(table.column("id").to_pylist())
-        return index
+        """Read an index saved by `save`; refuses one whose meta differs from `expect_meta`."""
+        from .nearindex_store import load_index
+
+        return load_index(folder, expect_meta)
 
 
 def _scan(hashes: np.ndarray, q: np.ndarray, r: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
