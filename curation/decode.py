@@ -1,4 +1,5 @@
-"""Decode and validate bytes: what format they really are, and whether they are usable art.
+"""Decode and validate bytes: what format they really are, and whether they are usable art;
+and decode them once more, upright and flattened, for the pixel stages (`prepare`).
 
 Pure: bytes in, an `Inspection` out. Nothing here trusts a file name or a content type.
 Every failure becomes a status the user can act on and a reason written for a person.
@@ -10,7 +11,8 @@ import io
 import warnings
 from dataclasses import asdict, dataclass
 
-from PIL import Image, ImageFile, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
 # Formats a dataset can use. Pillow identifies more (PSD, EPS, ...) and those are reported as
 # unsupported rather than half-decoded.
@@ -153,3 +155,53 @@ def _inspect(data: bytes, cfg: DecodeConfig) -> Inspection:
         return Inspection("too_small", f"{width} x {height} is smaller than the {cfg.min_side} px "
                           "minimum side a face crop needs", **common)
     return Inspection("ok", "", **common)
+
+
+# --- decoding for the pixel stages (detection, crops, filters, hashes) ---------------------------
+
+_SRGB = None
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """Apply an embedded ICC profile (ProPhoto art looks washed out without it); a profile
+    littlecms cannot use is ignored rather than failing the image."""
+    global _SRGB
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "RGBA", "CMYK", "L", "LA"):
+        return im
+    try:
+        if _SRGB is None:
+            _SRGB = ImageCms.createProfile("sRGB")
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        out_mode = "RGBA" if "A" in im.mode else "RGB"
+        return ImageCms.profileToProfile(im, src, _SRGB, outputMode=out_mode)
+    except Exception:  # a broken or exotic profile: the pixels as stored beat no image
+        return im
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """RGB with any transparency (alpha or palette) flattened onto white."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # convert("L") clips 16-bit values at 255 instead of scaling them.
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8))  # 2-D uint8: L
+    if im.has_transparency_data:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def prepare(data: bytes) -> Image.Image:
+    """Decode bytes the way every detector and crop sees them: first frame, upright (EXIF),
+    sRGB, transparency flattened onto white, RGB."""
+    with Image.open(io.BytesIO(data)) as im:
+        im.seek(0)
+        im.load()
+        # exif_transpose returns a copy, so the file can close under it.
+        upright = ImageOps.exif_transpose(im)
+        upright.info.setdefault("icc_profile", im.info.get("icc_profile"))
+    return to_rgb(_to_srgb(upright))

@@ -9,7 +9,6 @@ so a crop records exactly what made it.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import threading
@@ -18,9 +17,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image
 
 from curation import models
+
+from .decode import prepare, to_rgb  # noqa: F401  (prepare is part of this module's API)
 
 DETECTORS = ("lbp", "haar", "animeface", "ensemble")
 RULES = ("union", "vote")
@@ -129,56 +130,6 @@ class Face:
     @property
     def box(self) -> tuple[int, int, int, int]:
         return self.x, self.y, self.w, self.h
-
-
-# ---------------------------------------------------------------- decoding for detection
-
-_SRGB = None
-
-
-def _to_srgb(im: Image.Image) -> Image.Image:
-    """Apply an embedded ICC profile (ProPhoto art looks washed out without it); a profile
-    littlecms cannot use is ignored rather than failing the image."""
-    global _SRGB
-    icc = im.info.get("icc_profile")
-    if not icc or im.mode not in ("RGB", "RGBA", "CMYK", "L", "LA"):
-        return im
-    try:
-        if _SRGB is None:
-            _SRGB = ImageCms.createProfile("sRGB")
-        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        out_mode = "RGBA" if "A" in im.mode else "RGB"
-        return ImageCms.profileToProfile(im, src, _SRGB, outputMode=out_mode)
-    except Exception:  # a broken or exotic profile: the pixels as stored beat no image
-        return im
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """RGB with any transparency (alpha or palette) flattened onto white."""
-    if im.mode == "RGB":
-        return im
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # convert("L") clips 16-bit values at 255 instead of scaling them.
-        arr = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        im = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8))  # 2-D uint8: L
-    if im.has_transparency_data:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-def prepare(data: bytes) -> Image.Image:
-    """Decode bytes the way every detector and crop sees them: first frame, upright (EXIF),
-    sRGB, transparency flattened onto white, RGB."""
-    with Image.open(io.BytesIO(data)) as im:
-        im.seek(0)
-        im.load()
-        # exif_transpose returns a copy, so the file can close under it.
-        upright = ImageOps.exif_transpose(im)
-        upright.info.setdefault("icc_profile", im.info.get("icc_profile"))
-    return to_rgb(_to_srgb(upright))
 
 
 # ---------------------------------------------------------------- single detectors
