@@ -1,0 +1,1 @@
+"""The review queue: a label store, the queue over the workspace, an active learner and the web app."""

@@ -1,0 +1,247 @@
+"""The review queue's web app: a static keyboard-first page and a small JSON API.
+
+Security: images are served by crop id only (the path comes from the manifest); the page
+puts every scraped text in the DOM as text, and a Content-Security-Policy forbids inline
+script; the Host header must name this server (no DNS rebinding); with a token, every
+request must carry it (header, cookie, or `?token=` once on the page).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Callable
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from .queue import VIEWS, Queue, ViewError
+from .store import Change, ReviewError
+
+CROP_ID = re.compile(r"^[0-9a-f]{8,64}$")
+STATIC = {"review.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8"}
+COOKIE = "headshot_token"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
+                               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+@dataclass
+class AppConfig:
+    token: str | None = None  # required on every request when set
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")  # "*" allows any (with a token)
+    page_size_max: int = 1000
+    on_decided: Callable[[], None] = field(default=lambda: None)  # e.g. wake the learner
+    learner_needs: Callable[[], dict] = field(default=lambda: {})  # how many more labels it needs
+
+
+class DecideBody(BaseModel):
+    reviewer: str
+    ids: list[str] = Field(min_length=1, max_length=100_000)
+    decision: str
+    origin: str = "human"
+
+
+class TagBody(BaseModel):
+    reviewer: str
+    ids: list[str] = Field(min_length=1, max_length=100_000)
+    tag: str
+    on: bool = True
+
+
+class UndoBody(BaseModel):
+    reviewer: str
+
+
+class TagNameBody(BaseModel):
+    key: int
+    name: str | None = None
+
+
+class GroupBody(BaseModel):
+    reviewer: str
+    crop_id: str
+
+
+class ConfirmBody(BaseModel):
+    reviewer: str
+    ids: list[str] = Field(min_length=1, max_length=100_000)
+
+
+def _static(name: str) -> bytes:
+    return resources.files(__package__).joinpath("static", name).read_bytes()
+
+
+def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
+    cfg = cfg or AppConfig()
+    app = FastAPI(title="headshot review", docs_url=None, redoc_url=None, openapi_url=None)
+    store = queue.store
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]")
+        if "*" not in cfg.allowed_hosts and host not in cfg.allowed_hosts:
+            return JSONResponse({"detail": f"host {host!r} is not served here"}, status_code=400)
+        set_cookie = False
+        if cfg.token:
+            given = (request.headers.get("x-headshot-token") or request.cookies.get(COOKIE)
+                     or request.query_params.get("token") or "")
+            if not secrets.compare_digest(given.encode(), cfg.token.encode()):
+                return JSONResponse({"detail": "an access token is required (open the URL headshot review printed)"},
+                                    status_code=401)
+            set_cookie = request.query_params.get("token") is not None
+        response = await call_next(request)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        if set_cookie:
+            response.set_cookie(COOKIE, cfg.token, httponly=True, samesite="strict")
+        return response
+
+    def known(ids: list[str]) -> list[str]:
+        bad = [c for c in ids if not CROP_ID.match(c) or c not in queue.by_id]
+        if bad:
+            raise HTTPException(404, f"unknown crop id {bad[0][:80]!r}")
+        return list(dict.fromkeys(ids))
+
+    def fail(exc: Exception) -> HTTPException:
+        return HTTPException(400, str(exc))
+
+    @app.get("/")
+    def index() -> Response:
+        return Response(_static("index.html"), media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-store"})
+
+    @app.get("/static/{name}")
+    def static(name: str) -> Response:
+        if name not in STATIC:
+            raise HTTPException(404, "no such file")
+        return Response(_static(name), media_type=STATIC[name])
+
+    @app.get("/crop/{crop_id}")
+    def crop(crop_id: str) -> Response:
+        path = queue.crop_file(crop_id) if CROP_ID.match(crop_id) else None
+        if path is None:
+            raise HTTPException(404, "no crop with this id")
+        return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
+
+    @app.get("/api/meta")
+    def meta() -> dict[str, Any]:
+        return {"views": VIEWS, "filters": queue.filters(), "tags": {str(k): v for k, v in store.tags().items()},
+                "counts": queue.counts()}
+
+    @app.get("/api/items")
+    def items(view: str = "queue", arg: str = "", snap: str = "", offset: int = 0, limit: int = 200) -> dict[str, Any]:
+        limit = max(1, min(limit, cfg.page_size_max))
+        if snap:
+            s = queue.get_snapshot(snap)
+            if s is None:
+                raise HTTPException(410, "this view is gone (the server restarted); reload the page")
+        else:
+            try:
+                s = queue.snapshot(view, arg)
+            except ViewError as exc:
+                raise fail(exc)
+        page = s.ids[max(0, offset):max(0, offset) + limit]
+        return {"snap": s.id, "view": s.view, "total": len(s.ids), "offset": offset, "items": queue.describe(page)}
+
+    @app.get("/api/items/{crop_id}/history")
+    def history(crop_id: str) -> dict[str, Any]:
+        known([crop_id])
+        return {"id": crop_id, "history": store.history(crop_id)}
+
+    @app.get("/api/group/{crop_id}")
+    def group(crop_id: str) -> dict[str, Any]:
+        known([crop_id])
+        return {"items": queue.describe([it.crop_id for it in queue.group_of(crop_id)])}
+
+    @app.get("/api/stats")
+    def stats() -> dict[str, Any]:
+        return queue.counts()
+
+    def answer(batch: str | None, ids: list[str]) -> dict[str, Any]:
+        cfg.on_decided()
+        return {"batch": batch, "items": queue.describe(ids), "counts": queue.counts()}
+
+    @app.post("/api/decide")
+    def decide(body: DecideBody) -> dict[str, Any]:
+        ids = known(body.ids)
+        try:
+            batch = store.record([Change(c, body.decision) for c in ids], body.reviewer, body.origin)
+        except ReviewError as exc:
+            raise fail(exc)
+        return answer(batch, ids)
+
+    @app.post("/api/tag")
+    def tag(body: TagBody) -> dict[str, Any]:
+        ids = known(body.ids)
+        states = store.current()
+        changes = []
+        for c in ids:
+            now = set(states[c].tags) if c in states else set()
+            now = now | {body.tag} if body.on else now - {body.tag}
+            changes.append(Change(c, None, tuple(sorted(now))))
+        try:
+            batch = store.record(changes, body.reviewer)
+        except ReviewError as exc:
+            raise fail(exc)
+        return answer(batch, ids)
+
+    @app.post("/api/group-decide")
+    def group_decide(body: GroupBody) -> dict[str, Any]:
+        """One key for a duplicate group: keep its keeper, reject the rest."""
+        known([body.crop_id])
+        members = queue.group_of(body.crop_id)
+        changes = [Change(it.crop_id, "accept" if it.keeper else "reject") for it in members]
+        try:
+            batch = store.record(changes, body.reviewer)
+        except ReviewError as exc:
+            raise fail(exc)
+        return answer(batch, [c.crop_id for c in changes])
+
+    @app.post("/api/confirm")
+    def confirm(body: ConfirmBody) -> dict[str, Any]:
+        """Accept the learner's proposals for these crops, as decisions of origin "model"."""
+        ids = known(body.ids)
+        report = queue.learner_report()
+        proposed = {c: d for c, d, _ in report.proposals} if report is not None else {}
+        changes = [Change(c, proposed[c]) for c in ids if c in proposed]
+        if not changes:
+            raise HTTPException(409, "the learner proposes nothing for these crops (it may have been retrained)")
+        try:
+            batch = store.record(changes, body.reviewer, origin="model")
+        except ReviewError as exc:
+            raise fail(exc)
+        return answer(batch, [c.crop_id for c in changes])
+
+    @app.post("/api/undo")
+    def undo(body: UndoBody) -> dict[str, Any]:
+        try:
+            ids = store.undo(body.reviewer)
+        except ReviewError as exc:
+            raise fail(exc)
+        return answer(None, ids)
+
+    @app.post("/api/tags")
+    def set_tag(body: TagNameBody) -> dict[str, Any]:
+        try:
+            store.set_tag(body.key, body.name)
+        except ReviewError as exc:
+            raise fail(exc)
+        return {"tags": {str(k): v for k, v in store.tags().items()}}
+
+    @app.get("/api/learner")
+    def learner() -> dict[str, Any]:
+        report = queue.learner_report()
+        if report is None:
+            return {"ready": False, **cfg.learner_needs()}
+        return {"ready": True, "labels": report.labels, "agreement": report.agreement,
+                "agreement_n": report.agreement_n, "proposals": len(report.proposals)}
+
+    return app

@@ -1,0 +1,203 @@
+"""The queue's views over the present crops, and frozen snapshots the browser pages through.
+
+A view is an ordered list of crop ids, taken once when the browser opens it (a snapshot), so
+that labelling while scrolling never shifts the pages still to come. The items are read from
+the workspace again when `headshot process` has written something new since.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from manifests.workspace import Workspace
+
+from .items import DOUBTFUL, FAILED, SELECTION_FILE, Item, load_items, queue_order
+from .store import ReviewStore, State
+
+VIEWS = {
+    "queue": "doubtful crops nobody decided, most doubtful first",
+    "reason": "crops a filter rejected or doubted, by filter",
+    "score": "every crop, by one filter's score (lowest first)",
+    "groups": "near-duplicate groups side by side, keeper first",
+    "tag": "crops with a tag",
+    "decided": "decided crops, latest first, to revise",
+    "proposals": "the learner's proposals, most confident first",
+    "all": "every crop",
+}
+MAX_SNAPSHOTS = 64
+
+
+class ViewError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    view: str
+    ids: list[str]
+
+
+class Queue:
+    """Items, label state and snapshots for one workspace; safe to share between threads."""
+
+    def __init__(self, ws: Workspace, store: ReviewStore, learner_report: Callable[[], Any] = lambda: None):
+        self.ws = ws
+        self.store = store
+        self.learner_report = learner_report
+        self._lock = threading.RLock()
+        self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
+        self._counter = itertools.count(1)
+        self._stamp: tuple = ()
+        self._proposal_cache: tuple[Any, dict[str, str]] = (None, {})
+        self.items: list[Item] = []
+        self.by_id: dict[str, Item] = {}
+        self.groups: dict[str, list[Item]] = {}
+        self.refresh()
+
+    # -- loading -------------------------------------------------------------------------
+    def _workspace_stamp(self) -> tuple:
+        out = []
+        for p in sorted(self.ws.manifests.glob("*.parquet")) + [self.ws.manifests / SELECTION_FILE]:
+            try:
+                st = p.stat()
+                out.append((p.name, st.st_mtime_ns, st.st_size))
+            except FileNotFoundError:
+                pass
+        return tuple(out)
+
+    def refresh(self, force: bool = False) -> bool:
+        """Read the items again if the workspace changed; True when it did."""
+        stamp = self._workspace_stamp()
+        with self._lock:
+            if stamp == self._stamp and not force:
+                return False
+            items = load_items(self.ws)
+            groups: dict[str, list[Item]] = {}
+            for it in items:
+                if it.group_size > 1:
+                    groups.setdefault(it.group_id, []).append(it)
+            for members in groups.values():
+                members.sort(key=lambda it: (not it.keeper, it.distance, it.crop_id))
+            self.items, self.by_id, self.groups, self._stamp = queue_order(items), {it.crop_id: it for it in items}, groups, stamp
+            return True
+
+    def crop_file(self, crop_id: str) -> Path | None:
+        """The file of a known crop: the path comes from the manifest, never from the request."""
+        it = self.by_id.get(crop_id)
+        if it is None:
+            return None
+        try:
+            path = self.ws.absolute(it.crop_path)
+        except ValueError:
+            return None
+        return path if path.is_file() else None
+
+    # -- views ---------------------------------------------------------------------------
+    def filters(self) -> list[str]:
+        return sorted({r["filter"] for it in self.items for r in it.reasons})
+
+    def _ordered(self, view: str, arg: str, states: dict[str, State]) -> list[str]:
+        undecided = lambda it: states.get(it.crop_id) is None or states[it.crop_id].decision is None  # noqa: E731
+        if view == "queue":
+            report = self.learner_report()
+            ids = [it.crop_id for it in self.items if it.state == DOUBTFUL and undecided(it)]
+            if report is not None and getattr(report, "order", None):
+                rank = {c: n for n, c in enumerate(report.order)}
+                ids.sort(key=lambda c: rank.get(c, math.inf))  # stable: unranked keep the doubt order
+            return ids
+        if view == "all":
+            return [it.crop_id for it in self.items]
+        if view in ("reason", "score"):
+            if arg and arg not in self.filters():
+                raise ViewError(f"no filter named {arg!r} (there are: {', '.join(self.filters())})")
+            rows = []
+            for it in self.items:
+                for r in it.reasons:
+                    if (not arg or r["filter"] == arg) and (view == "score" or not r["passed"] or r["doubtful"]):
+                        rows.append((r["filter"], r["score"] if view == "score" else 0.0, it.crop_id))
+                        break
+            if view == "score":
+                return [c for _, _, c in sorted(rows, key=lambda x: (x[1], x[2]))]
+            order = {it.crop_id: n for n, it in enumerate(self.items)}
+            return [c for _, _, c in sorted(rows, key=lambda x: (x[0], order[x[2]]))]
+        if view == "groups":
+            groups = sorted(self.groups.values(), key=lambda g: (-len(g), g[0].crop_id))
+            return [it.crop_id for g in groups for it in g]
+        if view == "tag":
+            return [it.crop_id for it in self.items if arg in (states[it.crop_id].tags if it.crop_id in states else ())]
+        if view == "decided":
+            decided = [(s.at, c) for c, s in states.items() if s.decision is not None and c in self.by_id]
+            return [c for _, c in sorted(decided, reverse=True)]
+        if view == "proposals":
+            report = self.learner_report()
+            if report is None:
+                return []
+            return [c for c, _, _ in report.proposals if c in self.by_id and undecided(self.by_id[c])]
+        raise ViewError(f"no view named {view!r} (there are: {', '.join(VIEWS)})")
+
+    def snapshot(self, view: str, arg: str = "") -> Snapshot:
+        self.refresh()
+        with self._lock:
+            ids = self._ordered(view, arg, self.store.current())
+            snap = Snapshot(f"s{next(self._counter)}", view, ids)
+            self._snapshots[snap.id] = snap
+            while len(self._snapshots) > MAX_SNAPSHOTS:
+                self._snapshots.popitem(last=False)
+            return snap
+
+    def get_snapshot(self, snap_id: str) -> Snapshot | None:
+        with self._lock:
+            return self._snapshots.get(snap_id)
+
+    def group_of(self, crop_id: str) -> list[Item]:
+        it = self.by_id.get(crop_id)
+        if it is None:
+            return []
+        return self.groups.get(it.group_id, [it])
+
+    # -- what the browser gets -----------------------------------------------------------
+    def describe(self, ids: list[str]) -> list[dict[str, Any]]:
+        states = self.store.current()
+        report = self.learner_report()
+        proposed = self._proposed(report)
+        out = []
+        for c in ids:
+            it = self.by_id.get(c)
+            if it is None:
+                continue
+            d = it.public()
+            if not d["page_url"].startswith(("http://", "https://")):
+                d["page_url"] = ""  # a javascript: or data: URL from a page never becomes a link
+            s = states.get(c)
+            d["decision"] = s.decision if s else None
+            d["tags"] = list(s.tags) if s else []
+            d["by"] = s.reviewer if s and s.decision else None
+            p = report.p_accept.get(c) if report is not None else None
+            d["p_accept"] = None if p is None else round(float(p), 3)
+            d["proposal"] = proposed.get(c) if d["decision"] is None else None
+            out.append(d)
+        return out
+
+    def _proposed(self, report) -> dict[str, str]:
+        if report is None:
+            return {}
+        with self._lock:
+            if self._proposal_cache[0] is not report:
+                self._proposal_cache = (report, {c: d for c, d, _ in report.proposals})
+            return self._proposal_cache[1]
+
+    def counts(self) -> dict[str, Any]:
+        states = self.store.current()
+        decided = {c for c, s in states.items() if s.decision is not None and c in self.by_id}
+        doubtful = [it.crop_id for it in self.items if it.state == DOUBTFUL]
+        by_state = {"doubtful": len(doubtful), "failed": sum(it.state == FAILED for it in self.items)}
+        by_state["passed"] = len(self.items) - by_state["doubtful"] - by_state["failed"]
+        return {"total": len(self.items), "queue": len(doubtful), "left": sum(c not in decided for c in doubtful),
+                "decided": len(decided), "by_state": by_state, "decisions": self.store.counts()}

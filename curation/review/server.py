@@ -1,0 +1,181 @@
+"""Running the review queue: the store, the queue, the learner thread and uvicorn on one socket."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from manifests.workspace import Workspace
+
+from .app import AppConfig, create_app
+from .queue import Queue
+from .store import ReviewStore
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class ReviewServerError(ValueError):
+    pass
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class LearnerThread:
+    """Retrains the active learner in the background after labels arrive; the page never waits for it."""
+
+    def __init__(self, ws: Workspace, store: ReviewStore, queue_ref: list):
+        from .learner import ActiveLearner, LearnerConfig
+
+        self.config = LearnerConfig()
+        self.learner = ActiveLearner(ws, self.config)
+        self.store = store
+        self.queue_ref = queue_ref
+        self.report: Any = None
+        self.error = ""
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="headshot-learner", daemon=True)
+
+    def start(self) -> "LearnerThread":
+        self._thread.start()
+        self._wake.set()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def needs(self) -> dict:
+        human = [s for s in self.store.current().values() if s.decision in ("accept", "reject") and s.origin == "human"]
+        return {"needs": max(0, self.config.min_labels - len(human)), "error": self.error}
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set() or not self.queue_ref:
+                continue
+            try:
+                report = self.learner.update(self.queue_ref[0].items, self.store.current())
+                if report is not None:
+                    self.report = report
+                self.error = ""
+            except Exception as exc:  # the queue works without the learner; say why it stopped
+                self.error = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.2)  # labels arrive in bursts: train at most a few times a second
+
+
+@dataclass
+class ReviewServer:
+    """`with ReviewServer(ws) as s: s.url` serves the queue until the block ends (port 0: any free port)."""
+
+    ws: Workspace
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    learner: bool = True
+
+    def __post_init__(self) -> None:
+        if not is_loopback(self.host) and not self.token:
+            raise ReviewServerError(
+                f"--host {self.host} makes the queue reachable from other machines: it needs an access token "
+                "(--token, or let headshot review make one)")
+        self.store = ReviewStore(self.ws.review_db)
+        ref: list[Queue] = []
+        self.learner_thread = LearnerThread(self.ws, self.store, ref) if self.learner else None
+        lt = self.learner_thread
+        self.queue = Queue(self.ws, self.store, learner_report=(lambda: lt.report) if lt else (lambda: None))
+        ref.append(self.queue)
+        hosts = ("*",) if not is_loopback(self.host) else LOOPBACK
+        cfg = AppConfig(token=self.token, allowed_hosts=hosts,
+                        on_decided=lt.wake if lt else (lambda: None), learner_needs=lt.needs if lt else dict)
+        self.app = create_app(self.queue, cfg)
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        base = f"http://{host}:{self.port}/"
+        return base + (f"?token={self.token}" if self.token else "")
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise ReviewServerError(f"cannot listen on {self.host}:{self.port}: {exc.strerror} (try --port)") from None
+        self.port = sock.getsockname()[1]
+        return sock
+
+    def _uvicorn(self):
+        import uvicorn
+
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        return uvicorn.Server(config)
+
+    def start(self) -> "ReviewServer":
+        self._sock = self._bind()
+        self._server = self._uvicorn()
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise ReviewServerError("the review server did not start")
+            time.sleep(0.02)
+        if self.learner_thread:
+            self.learner_thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Block until Ctrl-C (the CLI)."""
+        self._sock = self._bind()
+        self._server = self._uvicorn()
+        if self.learner_thread:
+            self.learner_thread.start()
+        try:
+            self._server.run(sockets=[self._sock])
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.learner_thread:
+            self.learner_thread.stop()
+        if self._sock is not None:
+            self._sock.close()
+        self.store.close()
+
+    def __enter__(self) -> "ReviewServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)

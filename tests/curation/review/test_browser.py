@@ -1,0 +1,134 @@
+"""The queue in real headless Chromium (Debian's package, driven by Playwright)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from playwright.sync_api import expect
+
+from curation.review.store import ReviewStore
+
+HOSTILE = "<script>alert(1)</script>"  # the title conftest gives every 7th crop
+
+pytestmark = pytest.mark.slow
+
+
+def open_queue(browser, server, reviewer="alice", query=""):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+    page.add_init_script(f"localStorage.setItem('headshot.reviewer', {json.dumps(reviewer)})")
+    page.goto(server.url.rstrip("/") + "/" + query)
+    page.wait_for_selector("body[data-ready='1']")
+    return ctx, page, errors
+
+
+def settled(page):
+    page.wait_for_selector("body[data-pending='0']", state="attached")
+
+
+def decisions(page):
+    return page.eval_on_selector_all(".cell", "cs => cs.map(c => [c.dataset.id, c.dataset.decision])")
+
+
+def test_label_by_keyboard_bulk_undo_and_reload(browser, server):
+    ctx, page, errors = open_queue(browser, server)
+    cells = decisions(page)
+    assert len(cells) > 50 and all(d == "" for _, d in cells)
+    first = [c for c, _ in cells[:6]]
+    page.keyboard.press("a")  # accept the focused crop; focus moves on
+    page.keyboard.press("r")
+    page.keyboard.press("ArrowRight")  # skip over the third one
+    page.keyboard.press("s")
+    # Shift+arrows select a range, one key decides it all.
+    page.keyboard.press("Shift+ArrowRight")
+    page.keyboard.press("Shift+ArrowRight")
+    settled(page)
+    now = dict(decisions(page))
+    assert [now[c] for c in first[:4]] == ["accept", "reject", "", "skip"]
+    page.keyboard.press("r")
+    settled(page)
+    now = dict(decisions(page))
+    assert [now[c] for c in first[4:6]] == ["reject", "reject"]
+    page.keyboard.press("u")  # undo the bulk reject
+    settled(page)
+    now = dict(decisions(page))
+    assert [now[c] for c in first[4:6]] == ["", ""]
+    counter = page.text_content("#counter")
+    # The store holds exactly what the page showed.
+    store = ReviewStore(server.ws.review_db)
+    state = store.current()
+    assert {c: state[c].decision for c in first if c in state and state[c].decision} == \
+        {first[0]: "accept", first[1]: "reject", first[3]: "skip"}
+    assert all(state[c].reviewer == "alice" for c in (first[0], first[1], first[3]))
+    assert len(store.history(first[4])) == 1 and store.history(first[4])[0]["undone_at"]
+    store.close()
+    # Reload: the decided crops have left the queue and show in the decided view with their labels.
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")
+    ids_now = [c for c, _ in decisions(page)]
+    assert first[0] not in ids_now and first[2] in ids_now and first[4] in ids_now
+    assert "3 decided" in page.text_content("#counter") and counter != page.text_content("#counter")
+    page.select_option("#view", "decided")
+    expect(page.locator(".cell")).to_have_count(3)
+    assert dict(decisions(page)) == {first[0]: "accept", first[1]: "reject", first[3]: "skip"}
+    assert errors == []
+    ctx.close()
+
+
+def test_hostile_titles_show_as_text(browser, server):
+    ctx, page, errors = open_queue(browser, server, query="?view=all")
+    titles = page.eval_on_selector_all(".cell .title", "ts => ts.map(t => t.textContent)")
+    assert any(HOSTILE in t for t in titles)
+    assert page.locator("script").count() == 1  # the page's own script only
+    assert errors == []
+    ctx.close()
+
+
+def test_two_reviewers_at_once_lose_nothing(browser, server):
+    a_ctx, a, _ = open_queue(browser, server, "alice")
+    b_ctx, b, _ = open_queue(browser, server, "bob")
+    ids = [c for c, _ in decisions(a)]
+    # Both label the first 20 crops, interleaved key by key; bob rejects where alice accepts.
+    for _ in range(20):
+        a.keyboard.press("a")
+        b.keyboard.press("r")
+    settled(a)
+    settled(b)
+    store = ReviewStore(server.ws.review_db)
+    for c in ids[:20]:
+        hist = store.history(c)
+        assert sorted(h["reviewer"] for h in hist) == ["alice", "bob"]  # nothing lost
+        latest = max(hist, key=lambda h: h["seq"])
+        assert store.current()[c].decision == latest["decision"]  # the latest one wins
+    store.close()
+    a_ctx.close()
+    b_ctx.close()
+
+
+def test_tags_and_duplicate_groups_by_key(browser, server):
+    req = urllib.request.Request(server.url + "api/tags", data=json.dumps({"key": 1, "name": "disney"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
+    ctx, page, errors = open_queue(browser, server, query="?view=groups")
+    cells = decisions(page)
+    page.keyboard.press("1")
+    settled(page)
+    page.keyboard.press("k")  # keep the keeper of the focused group, reject the rest
+    settled(page)
+    store = ReviewStore(server.ws.review_db)
+    state = store.current()
+    assert state[cells[0][0]].tags == ("disney",)
+    group = server.queue.group_of(cells[0][0])
+    assert len(group) >= 2
+    assert {it.crop_id: state[it.crop_id].decision for it in group} == \
+        {it.crop_id: ("accept" if it.keeper else "reject") for it in group}
+    store.close()
+    page.select_option("#view", "tag")
+    expect(page.locator(".cell")).to_have_count(1)
+    assert errors == []
+    ctx.close()
