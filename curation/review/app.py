@@ -241,7 +241,10 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
         report = queue.learner_report()
         if report is None:
             return {"ready": False, **cfg.learner_needs()}
-        return {"ready": True, "labels": report.labels, "agreement": report.agreement,
-                "agreement_n": report.agreement_n, "proposals": len(report.proposals)}
+        agreement = report.agreement if report.agreement == report.agreement else None  # NaN: too few to tell
+        baseline = report.baseline if report.baseline == report.baseline else None
+        return {"ready": True, "labels": report.labels, "human_labels": report.human_labels,
+                "agreement": agreement, "agreement_n": report.agreement_n, "baseline": baseline,
+                "proposals": len(report.proposals), "pending": report.pending, **cfg.learner_needs()}
 
     return app

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from manifests.workspace import Workspace
 
@@ -66,16 +66,22 @@ class LearnerThread:
         return {"needs": max(0, self.config.min_labels - len(human)), "error": self.error}
 
     def _loop(self) -> None:
+        from .items import queue_order
+
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()
             if self._stop.is_set() or not self.queue_ref:
                 continue
             try:
-                report = self.learner.update(self.queue_ref[0].items, self.store.current())
+                items = self.queue_ref[0].items
+                report = self.learner.update(items, self.store.current())
                 if report is not None:
                     self.report = report
                 self.error = ""
+                # Pixel features for the rest, most doubtful first, a slice at a time (cached in the workspace).
+                if self.learner.cache.ensure(queue_order(items), limit=2000, stop=self._stop):
+                    self._wake.set()
             except Exception as exc:  # the queue works without the learner; say why it stopped
                 self.error = f"{type(exc).__name__}: {exc}"
             time.sleep(0.2)  # labels arrive in bursts: train at most a few times a second
@@ -148,9 +154,10 @@ class ReviewServer:
             self.learner_thread.start()
         return self
 
-    def serve_forever(self) -> None:
-        """Block until Ctrl-C (the CLI)."""
+    def serve_forever(self, announce: Callable[[str], None] = print) -> None:
+        """Block until Ctrl-C (the CLI); `announce` gets the URL once the port is bound."""
         self._sock = self._bind()
+        announce(self.url)
         self._server = self._uvicorn()
         if self.learner_thread:
             self.learner_thread.start()

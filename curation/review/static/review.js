@@ -107,6 +107,7 @@
         $("grid").append(frag);
         if (reset) setFocus(0, false);
         document.body.dataset.loaded = String(S.items.length);
+        document.body.dataset.view = S.view;
         counter();
       } catch (e) { say(e.message, true); } finally { S.loading = null; }
     })();
@@ -238,7 +239,9 @@
       const r = await api("GET", "/api/learner");
       S.learner = r;
       $("learner").textContent = r.ready
-        ? `learner: agrees with you on ${Math.round(100 * r.agreement)}% of ${r.agreement_n} labels · ${r.proposals} proposals`
+        ? `learner: agrees with you on ${r.agreement === null ? "?" : Math.round(100 * r.agreement) + "%"} of ` +
+          `${r.agreement_n} labels (always-the-commoner: ${r.baseline === null ? "?" : Math.round(100 * r.baseline) + "%"})` +
+          ` · ${r.proposals} proposals (proposals view; Enter confirms those in view)`
         : `learner: needs ${r.needs || "more"} labels`;
     } catch (e) { /* the learner is optional */ }
   }

@@ -41,14 +41,24 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def review_ws(tmp_path):
+@pytest.fixture(scope="session")
+def review_template(tmp_path_factory):
     from curation.review.sample import make_review_workspace
     from manifests.workspace import Workspace
 
-    ws = Workspace.open(tmp_path / "ws")
+    ws = Workspace.open(tmp_path_factory.mktemp("review-template") / "ws")
     ids = make_review_workspace(ws, 300, seed=7, titles={i: HOSTILE for i in range(0, 300, 7)})
-    return ws, ids
+    return ws.home, ids
+
+
+@pytest.fixture
+def review_ws(tmp_path, review_template):
+    """A fresh copy per test of a 300-crop review-ready workspace (every 7th title hostile)."""
+    from manifests.workspace import Workspace
+
+    home, ids = review_template
+    shutil.copytree(home, tmp_path / "ws")
+    return Workspace.open(tmp_path / "ws"), ids
 
 
 @pytest.fixture

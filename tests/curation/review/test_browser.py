@@ -74,6 +74,7 @@ def test_label_by_keyboard_bulk_undo_and_reload(browser, server):
     assert first[0] not in ids_now and first[2] in ids_now and first[4] in ids_now
     assert "3 decided" in page.text_content("#counter") and counter != page.text_content("#counter")
     page.select_option("#view", "decided")
+    page.wait_for_selector("body[data-view='decided']", state="attached")
     expect(page.locator(".cell")).to_have_count(3)
     assert dict(decisions(page)) == {first[0]: "accept", first[1]: "reject", first[3]: "skip"}
     assert errors == []
@@ -132,3 +133,41 @@ def test_tags_and_duplicate_groups_by_key(browser, server):
     expect(page.locator(".cell")).to_have_count(1)
     assert errors == []
     ctx.close()
+
+
+def test_the_learner_proposes_and_the_person_confirms_in_bulk(browser, review_ws):
+    from curation.review.server import ReviewServer
+
+    ws, _ = review_ws
+    with ReviewServer(ws, port=0, learner=True) as server:
+        ctx, page, errors = open_queue(browser, server, query="?view=all")
+        cells = page.eval_on_selector_all(
+            ".cell", "cs => cs.map(c => [c.dataset.id, c.querySelector('.reason').textContent])")
+        # The person's rule: black-and-white crops out, the rest in (they see it in the picture). 60 labels by keyboard.
+        mono = {it.crop_id: any(r["filter"] == "monochrome" and not r["passed"] for r in it.reasons)
+                for it in server.queue.items}
+        for crop, _ in cells[:60]:
+            page.keyboard.press("r" if mono[crop] else "a")
+        settled(page)
+        expect(page.locator("#learner")).to_contain_text("agrees with you on", timeout=30000)
+        text = page.text_content("#learner")
+        agreement = int(text.split("agrees with you on ")[1].split("%")[0])
+        assert agreement >= 80, text
+        page.select_option("#view", "proposals")
+        page.wait_for_selector("body[data-view='proposals']", state="attached")
+        expect(page.locator(".cell").first).to_be_visible()
+        proposed = page.eval_on_selector_all(".cell", "cs => cs.map(c => [c.dataset.id, c.querySelector('.tagline').textContent])")
+        assert proposed and all(t.startswith("model: ") for _, t in proposed)
+        page.keyboard.press("Enter")
+        settled(page)
+        store = ReviewStore(ws.review_db)
+        state = store.current()
+        confirmed = [state[c] for c, _ in proposed if c in state]
+        assert len(confirmed) == len(proposed) and all(s.origin == "model" and s.reviewer == "alice" for s in confirmed)
+        assert [s.decision for s in confirmed] == [t.split()[1] for _, t in proposed]
+        # The proposals follow the person's rule on crops it never saw labelled.
+        right = sum((s.decision == "reject") == mono[c] for (c, _), s in zip(proposed, confirmed))
+        assert right / len(confirmed) >= 0.9
+        store.close()
+        assert errors == []
+        ctx.close()

@@ -1,0 +1,290 @@
+"""What the active learner sees of a crop: its ledger (how each filter scored it, its
+duplicate group) and a few cheap pixel numbers (colour, greyness, detail, a tiny thumbnail).
+
+Ledger features come from the Item at no cost. Pixel features need the crop decoded (about a
+millisecond each), so `FeatureCache` keeps them in the workspace, keyed by crop id (the id is
+derived from everything that determines the crop's pixels), and computes only what is missing,
+in chunks, so a background thread can fill it while the queue is in use.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from curation.decode import to_rgb
+from manifests.atomic import write_bytes_atomic
+from manifests.workspace import Workspace
+
+from .items import Item
+
+# Bump when any pixel feature changes meaning: the cache file carries the version in its name,
+# so features measured by other code are never mixed with these.
+FEATURE_VERSION = "1"
+
+# Filters of the rejection ledger, each with a fixed slot (a filter missing on a crop: present 0).
+FILTERS = ("monochrome", "sharpness", "face_size", "face_share", "published_after", "duplicate")
+_RATIO_CLIP = 4.0  # log2(score / threshold): 16x either side says all there is to say
+_YEARS_SCALE = 5.0  # published_after scores are decimal years: the margin in 5-year units, clipped to +-1
+_PIXEL_SIDE = 256  # crops are 64-256 px; a larger file is shrunk before measuring
+_COLOUR_SIDE = 64  # colour statistics are taken at this size (image_stats does the same)
+_GREY_CHROMA = 16  # max - min of R, G, B (0-255) at or under which a pixel counts as grey
+_HUE_BINS = 8
+
+LEDGER_NAMES: tuple[str, ...] = tuple(
+    f"{f}.{part}" for f in FILTERS for part in ("ratio", "passed", "present")
+) + ("detector_score", "keeper", "distance", "log_group_size")
+PIXEL_NAMES: tuple[str, ...] = (
+    ("hue_x", "hue_y", "hue_spread", "sat_mean", "sat_std", "val_mean", "val_std",
+     "colourfulness", "grey_fraction", "log_laplacian_var")
+    + tuple(f"hue_hist_{i}" for i in range(_HUE_BINS))
+    + tuple(f"thumb_{r}{c}" for r in range(4) for c in range(4))
+    + ("unreadable",)
+)
+FEATURE_NAMES: tuple[str, ...] = LEDGER_NAMES + PIXEL_NAMES
+N_PIXEL = len(PIXEL_NAMES)
+
+
+# --- ledger ----------------------------------------------------------------------------------------
+def _ratio(name: str, score: float, threshold: float, passed: bool) -> float:
+    """Where the score lies relative to its threshold, on a scale that means the same for every
+    crop. Without a usable threshold (no date filter, undated item) it falls back to the verdict."""
+    if not (math.isfinite(score) and math.isfinite(threshold)):
+        return 0.0
+    if name == "published_after":
+        return max(-1.0, min(1.0, (score - threshold) / _YEARS_SCALE))
+    if threshold <= 0:
+        return 0.0
+    r = math.log2(max(score, 0.0) / threshold) if score > 0 else -_RATIO_CLIP
+    return max(-_RATIO_CLIP, min(_RATIO_CLIP, r))
+
+
+def ledger_features(item: Item) -> list[float]:
+    """One value per LEDGER_NAMES entry. A filter that ran twice on a crop (monochrome runs on
+    the picture and on the crop) counts with its worst ratio, and passed only if both passed."""
+    slots: dict[str, list[float]] = {}
+    for r in item.reasons:
+        name = r.get("filter")
+        if name not in FILTERS:
+            continue
+        score = float(r["score"]) if r.get("score") is not None else math.nan
+        threshold = float(r["threshold"]) if r.get("threshold") is not None else math.nan
+        passed = bool(r.get("passed"))
+        ratio = _ratio(name, score, threshold, passed)
+        old = slots.get(name)
+        slots[name] = [ratio, float(passed), 1.0] if old is None else [min(old[0], ratio), min(old[1], float(passed)), 1.0]
+    out: list[float] = []
+    for name in FILTERS:
+        out.extend(slots.get(name, (0.0, 0.0, 0.0)))
+    det = float(item.detector_score) if math.isfinite(item.detector_score) else 0.0
+    out += [math.log1p(max(det, 0.0)), float(bool(item.keeper)), float(item.distance),
+            math.log(max(int(item.group_size), 1))]
+    return out
+
+
+def ledger_matrix(items: Sequence[Item]) -> np.ndarray:
+    return np.array([ledger_features(it) for it in items], dtype=np.float32).reshape(len(items), len(LEDGER_NAMES))
+
+
+# --- pixels ----------------------------------------------------------------------------------------
+def _decode(path: Path) -> np.ndarray:
+    """RGB uint8, upright, transparency on white, longer side <= 256 px."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as im:
+            im.seek(0)
+            if im.format == "JPEG":
+                im.draft(im.mode, (_PIXEL_SIDE, _PIXEL_SIDE))
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    if max(im.size) > _PIXEL_SIDE:
+        im.thumbnail((_PIXEL_SIDE, _PIXEL_SIDE), Image.BOX)
+    rgb = np.asarray(to_rgb(im), dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
+        raise ValueError(f"unexpected pixel array of shape {rgb.shape}")
+    return rgb
+
+
+def _measure(rgb: np.ndarray) -> np.ndarray:
+    # Colour needs no detail: measured at <= 64 px (4-16x fewer pixels, and averaging quiets
+    # JPEG colour noise); detail is measured on the crop as stored.
+    h, w = rgb.shape[:2]
+    k = _COLOUR_SIDE / max(h, w)
+    small = rgb if k >= 1 else cv2.resize(rgb, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV_FULL).reshape(-1, 3)  # hue over 0-255: 8 bins 32 wide
+    hue = hsv[:, 0].astype(np.int32)
+    sat = hsv[:, 1].astype(np.float32) / 255.0
+    val = hsv[:, 2].astype(np.float32) / 255.0
+    # Hue is an angle and means nothing where there is no saturation: the saturation-weighted
+    # mean direction, whose length (1 - spread) says how much one hue dominates.
+    ang = hue * (2 * math.pi / 256.0)
+    wsum = float(sat.sum())
+    hx = float(sat @ np.cos(ang) / wsum) if wsum > 1e-6 else 0.0
+    hy = float(sat @ np.sin(ang) / wsum) if wsum > 1e-6 else 0.0
+    f = small.reshape(-1, 3).astype(np.float32)
+    rg = f[:, 0] - f[:, 1]
+    yb = 0.5 * (f[:, 0] + f[:, 1]) - f[:, 2]
+    # Hasler and Suesstrunk's colourfulness, in units of 100
+    colourful = (math.hypot(float(rg.std()), float(yb.std())) + 0.3 * math.hypot(float(rg.mean()), float(yb.mean()))) / 100.0
+    spread_rgb = small.max(axis=2).astype(np.int16) - small.min(axis=2)
+    grey = float((spread_rgb <= _GREY_CHROMA).mean())
+    lap = math.log1p(float(cv2.Laplacian(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.CV_32F).var()))
+    hist = np.bincount(hue // (256 // _HUE_BINS), sat, _HUE_BINS) / len(sat)  # sums to the mean saturation
+    thumb = cv2.resize(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (4, 4), interpolation=cv2.INTER_AREA)
+    head = [hx, hy, 1.0 - math.hypot(hx, hy), float(sat.mean()), float(sat.std()), float(val.mean()),
+            float(val.std()), colourful, grey, lap]
+    return np.concatenate([np.array(head, np.float32), hist.astype(np.float32),
+                           thumb.astype(np.float32).ravel() / 255.0, np.zeros(1, np.float32)])
+
+
+def pixel_features(path: str | Path) -> np.ndarray:
+    """N_PIXEL float32 values (PIXEL_NAMES). A missing, unreadable or odd file gives zeros with
+    `unreadable` = 1: one bad crop must not stop the queue."""
+    try:
+        return _measure(_decode(Path(path)))
+    except Exception:  # any decoder or shape failure is the same to the learner: no pixels
+        out = np.zeros(N_PIXEL, np.float32)
+        out[-1] = 1.0
+        return out
+
+
+# --- the cache -------------------------------------------------------------------------------------
+class FeatureCache:
+    """Pixel features of crops by crop id, in `<home>/cache/review-features-<FEATURE_VERSION>.npz`.
+
+    Thread-safe: a background thread may `ensure` while others call `matrix`. A damaged or
+    foreign cache file is ignored and rebuilt (it holds nothing that cannot be recomputed).
+    """
+
+    def __init__(self, ws: Workspace, compute: Callable[[Path], np.ndarray] = pixel_features):
+        self.home = ws.home
+        self.path = ws.home / "cache" / f"review-features-{FEATURE_VERSION}.npz"
+        self._compute = compute
+        self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._index: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._data = np.zeros((1024, N_PIXEL), np.float32)
+        self._dirty = False
+        # Ledger rows are cheap one at a time but cost ~1 s for 50,000 crops, so they are kept
+        # per Item object: the same object (Items are not changed once loaded) reuses its row; a
+        # reloaded queue brings new objects, and their rows are computed afresh.
+        self._ledger_lock = threading.Lock()
+        self._ledger_of: dict[str, tuple[Item, int]] = {}
+        self._ledger = np.zeros((1024, len(LEDGER_NAMES)), np.float32)
+        self._n_ledger = 0
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                names = [str(n) for n in z["names"]]
+                ids = [bytes(i).decode("utf-8") for i in z["ids"]]
+                data = np.asarray(z["data"], np.float32)
+        except Exception:  # missing, half-written by an older build, or not ours: start afresh
+            return
+        if names != list(PIXEL_NAMES) or data.shape != (len(ids), N_PIXEL):
+            return
+        self._ids = ids
+        self._index = {c: i for i, c in enumerate(ids)}
+        self._data = np.concatenate([data, np.zeros((max(1024, len(ids)), N_PIXEL), np.float32)])
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, crop_id: str) -> bool:
+        return crop_id in self._index
+
+    def missing(self, items: Iterable[Item]) -> list[Item]:
+        """The items without pixel features yet, in the order given."""
+        with self._lock:
+            return [it for it in items if it.crop_id not in self._index]
+
+    def _add(self, crop_id: str, row: np.ndarray) -> None:
+        with self._lock:
+            if crop_id in self._index:
+                return
+            n = len(self._ids)
+            if n == len(self._data):
+                self._data = np.concatenate([self._data, np.zeros_like(self._data)])
+            self._data[n] = row
+            self._ids.append(crop_id)
+            self._index[crop_id] = n
+            self._dirty = True
+
+    def ensure(self, items: Iterable[Item], limit: int | None = None, save_every: int = 5000,
+               stop: threading.Event | None = None) -> int:
+        """Compute what is missing for `items`, in their order (pass the queue order to have the
+        next crops first), at most `limit` of them; save every `save_every` and at the end.
+        `stop` lets a background thread be told to finish early. Returns how many were computed."""
+        todo = self.missing(items)
+        if limit is not None:
+            todo = todo[:max(0, limit)]
+        done = 0
+        for it in todo:
+            if stop is not None and stop.is_set():
+                break
+            self._add(it.crop_id, np.asarray(self._compute(self.home / it.crop_path), np.float32).reshape(N_PIXEL))
+            done += 1
+            if done % save_every == 0:
+                self.save()
+        if done:
+            self.save()
+        return done
+
+    def save(self) -> None:
+        """Write the cache atomically (a killed process leaves the old file or the new one)."""
+        with self._save_lock:
+            with self._lock:
+                if not self._dirty:
+                    return
+                ids = np.array([c.encode("utf-8") for c in self._ids], dtype=bytes) if self._ids else np.zeros(0, "S1")
+                data = self._data[:len(self._ids)].copy()
+                self._dirty = False
+            buf = io.BytesIO()
+            np.savez(buf, names=np.array(PIXEL_NAMES), ids=ids, data=data)
+            # not fsynced: losing the cache to a power cut costs a recomputation, nothing more
+            write_bytes_atomic(self.path, buf.getvalue(), durable=False)
+
+    def pixels(self, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
+        """(pixel rows, positions in `items` they belong to) for the items the cache has."""
+        with self._lock:
+            pos = [(i, self._index[it.crop_id]) for i, it in enumerate(items) if it.crop_id in self._index]
+            rows = np.array([p for _, p in pos], dtype=np.int64)
+            return self._data[rows], np.array([i for i, _ in pos], dtype=np.int64)
+
+    def ledger(self, items: Sequence[Item]) -> np.ndarray:
+        """ledger_matrix(items), remembered per Item object."""
+        with self._ledger_lock:
+            if self._n_ledger > 2 * len(self._ledger_of) + 4096:  # mostly rows of replaced Items
+                live = sorted(self._ledger_of.items(), key=lambda kv: kv[1][1])
+                self._ledger = self._ledger[[n for _, (_, n) in live]]
+                self._ledger_of = {c: (it, k) for k, (c, (it, _)) in enumerate(live)}
+                self._n_ledger = len(live)
+            idx = np.empty(len(items), np.int64)
+            for k, it in enumerate(items):
+                hit = self._ledger_of.get(it.crop_id)
+                if hit is None or hit[0] is not it:
+                    if self._n_ledger == len(self._ledger):
+                        self._ledger = np.concatenate([self._ledger, np.zeros_like(self._ledger)])
+                    self._ledger[self._n_ledger] = ledger_features(it)
+                    hit = self._ledger_of[it.crop_id] = (it, self._n_ledger)
+                    self._n_ledger += 1
+                idx[k] = hit[1]
+            return self._ledger[idx]
+
+    def matrix(self, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
+        """(X, have): X is float32 with FEATURE_NAMES columns, one row per item the cache has
+        pixel features for; `have` holds those items' positions in `items` (X[k] is items[have[k]]).
+        Call `ensure` first to have them all."""
+        pix, have = self.pixels(items)
+        led = self.ledger([items[i] for i in have])
+        return np.hstack([led, pix]).astype(np.float32, copy=False), have

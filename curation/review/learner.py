@@ -1,0 +1,247 @@
+"""The active learner of the review queue: learns from the person's accept/reject decisions,
+says how often it agrees with them on crops it has not trained on, proposes decisions for the
+crops it is sure about, and puts the crops it is least sure about next in the queue.
+
+The model is a logistic regression over `features.FEATURE_NAMES`, in plain numpy: a few
+thousand labels and ~60 features fit in milliseconds with Newton's method, the result is
+deterministic, and scoring 50,000 crops is one matrix product.
+
+Which decisions count:
+- training: the present accept/reject of origin "human", and of origin "model" (a proposal a
+  person confirmed: it is their decision too, though only on crops the model was sure about).
+  "rule" decisions are left out: a rule restates the ledger, and thousands of them would
+  drown the person's judgement. "skip" is no label.
+- agreement: human decisions only, each predicted by a model that did not train on it.
+- undecided (scored, proposed, reordered): crops with no present decision. A skipped crop
+  has been seen and put aside, so it is neither proposed nor brought forward again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from manifests.workspace import Workspace
+
+from .features import FEATURE_VERSION, FeatureCache
+from .items import Item
+from .store import State
+
+TRAINING_ORIGINS = ("human", "model")
+LABELS = {"reject": 0.0, "accept": 1.0}
+
+
+# --- the model -------------------------------------------------------------------------------------
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow warning for any z
+
+
+class LogisticRegression:
+    """L2-penalised logistic regression on standardised features, fitted by Newton's method
+    with step halving. The penalty is l2 / 2 * |w|^2 on the summed loss (not the intercept), so
+    perfectly separable labels still give finite weights."""
+
+    def __init__(self, l2: float = 1.0, max_iter: int = 50, tol: float = 1e-6):
+        self.l2, self.max_iter, self.tol = float(l2), int(max_iter), float(tol)
+        self.coef_: np.ndarray | None = None  # on raw (unstandardised) features
+        self.intercept_ = 0.0
+        self.n_iter_ = 0
+
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> "LogisticRegression":
+        X = np.asarray(X, np.float64)
+        y = np.asarray(y, np.float64).ravel()
+        if X.ndim != 2 or len(X) != len(y) or len(y) == 0:
+            raise ValueError(f"X must be 2-D with one row per label: X {X.shape}, y {y.shape}")
+        sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+        mu = X.mean(axis=0)
+        sd = X.std(axis=0)
+        sd[sd < 1e-9] = 1.0  # a constant feature stays at 0 after centring; its weight goes to 0
+        A = np.hstack([(X - mu) / sd, np.ones((len(X), 1))])
+        d = A.shape[1]
+        # a whisper of penalty on the intercept keeps it finite when every label is the same
+        pen = np.full(d, self.l2)
+        pen[-1] = 1e-6
+        w = np.zeros(d)
+
+        def loss(w: np.ndarray) -> float:
+            z = A @ w
+            return float(sw @ (np.logaddexp(0.0, z) - y * z) + 0.5 * pen @ (w * w))
+
+        cur = loss(w)
+        for it in range(1, self.max_iter + 1):
+            p = _sigmoid(A @ w)
+            g = A.T @ (sw * (p - y)) + pen * w
+            H = (A * (sw * p * (1 - p))[:, None]).T @ A + np.diag(pen)
+            step = np.linalg.solve(H, g)
+            t = 1.0
+            while True:  # Newton can overshoot on separable data: halve until the loss falls
+                new = w - t * step
+                nxt = loss(new)
+                if nxt <= cur + 1e-12 or t < 1e-6:
+                    break
+                t *= 0.5
+            w, cur = new, nxt
+            self.n_iter_ = it
+            if float(np.max(np.abs(t * step))) < self.tol:
+                break
+        # fold the standardisation into the weights: prediction is one product on raw features
+        self.coef_ = w[:-1] / sd
+        self.intercept_ = float(w[-1] - (mu / sd) @ w[:-1])
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        if self.coef_ is None:
+            raise RuntimeError("fit the model first")
+        X = np.asarray(X)
+        coef = self.coef_.astype(np.float32) if X.dtype == np.float32 else self.coef_  # no 50,000-row copy
+        return X @ coef + self.intercept_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """P(accept) per row (a 1-D array, not sklearn's two columns)."""
+        return _sigmoid(self.decision_function(X).astype(np.float64))
+
+
+# --- the learner -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LearnerConfig:
+    min_labels: int = 20  # human accept/reject decisions before the learner says anything
+    min_per_class: int = 5  # of each of accept and reject, among those
+    propose_above: float = 0.9  # P(accept) at or above which "accept" is proposed
+    propose_below: float = 0.1  # at or below which "reject" is proposed
+    l2: float = 1.0
+    folds: int = 5  # cross-validation folds for the agreement figure
+    seed: int = 0  # of the fold assignment
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.propose_below < 0.5 < self.propose_above <= 1.0:
+            raise ValueError("need 0 <= propose_below < 0.5 < propose_above <= 1")
+        if self.folds < 2 or self.min_labels < 1 or self.min_per_class < 1 or self.l2 <= 0:
+            raise ValueError("need folds >= 2, min_labels >= 1, min_per_class >= 1 and l2 > 0")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LearnerReport:
+    labels: int  # accept/reject decisions trained on (human + confirmed proposals)
+    human_labels: int
+    accepted: int  # among the training labels
+    rejected: int
+    agreement: float  # cross-validated share of human decisions the model repeats
+    agreement_n: int  # how many human decisions that share is over
+    baseline: float  # the same share for "always say the commoner decision": agreement must beat it
+    p_accept: dict[str, float]  # undecided crop id -> P(accept)
+    proposals: list[tuple[str, str, float]]  # (crop id, "accept" | "reject", P(accept)), surest first
+    order: list[str]  # undecided crop ids, least sure first; crops without features yet last
+    pending: int  # undecided crops without pixel features yet (not scored)
+    config: LearnerConfig
+    feature_version: str = FEATURE_VERSION
+
+    def as_dict(self, with_p: bool = True) -> dict[str, Any]:
+        """JSON-safe. with_p=False leaves out the per-crop probabilities (50,000 crops make
+        about 2 MB of them); proposals and order are always there."""
+        out: dict[str, Any] = {
+            "labels": self.labels, "human_labels": self.human_labels, "accepted": self.accepted,
+            "rejected": self.rejected, "agreement": _num(self.agreement), "agreement_n": self.agreement_n,
+            "baseline": _num(self.baseline), "pending": self.pending,
+            "proposals": [{"id": c, "decision": d, "p_accept": round(p, 4)} for c, d, p in self.proposals],
+            "order": list(self.order), "config": self.config.as_dict(), "feature_version": self.feature_version,
+        }
+        if with_p:
+            out["p_accept"] = {c: round(p, 4) for c, p in self.p_accept.items()}
+        return out
+
+
+def _num(x: float) -> float | None:
+    """JSON has no NaN: an agreement over too few labels to cross-validate is null."""
+    return round(x, 4) if math.isfinite(x) else None
+
+
+def fold_ids(crop_ids: Sequence[str], folds: int, seed: int = 0) -> np.ndarray:
+    """Fold number per crop: a seeded shuffle of the sorted ids, dealt round-robin, so folds are
+    balanced in size and do not depend on the order the caller passes the crops in."""
+    order = sorted(range(len(crop_ids)), key=lambda i: crop_ids[i])
+    perm = np.random.default_rng(seed).permutation(len(order))
+    out = np.empty(len(order), np.int64)
+    for k, j in enumerate(perm):
+        out[order[j]] = k % folds
+    return out
+
+
+def cross_validated_agreement(X: np.ndarray, y: np.ndarray, human: np.ndarray, crop_ids: Sequence[str],
+                              config: LearnerConfig) -> tuple[float, int]:
+    """(share of human labels predicted right by a model that did not see them, how many).
+    Non-human labels (confirmed proposals) are always in the training part, never scored."""
+    hidx = np.flatnonzero(human)
+    folds = min(config.folds, len(hidx))
+    if folds < 2:
+        return math.nan, 0
+    fid = fold_ids([crop_ids[i] for i in hidx], folds, config.seed)
+    right = 0
+    for f in range(folds):
+        test = hidx[fid == f]
+        train = np.ones(len(y), bool)
+        train[test] = False
+        model = LogisticRegression(config.l2).fit(X[train], y[train])
+        right += int(((model.predict_proba(X[test]) >= 0.5) == (y[test] >= 0.5)).sum())
+    return right / len(hidx), len(hidx)
+
+
+class ActiveLearner:
+    """Call `update` after each batch of decisions. Pixel features of labelled crops are
+    computed on the spot (a few per batch); the rest are scored once `cache.ensure` has
+    computed theirs (the web app's background thread), and are `pending` until then."""
+
+    def __init__(self, ws: Workspace, config: LearnerConfig = LearnerConfig(), cache: FeatureCache | None = None):
+        self.ws = ws
+        self.config = config
+        self.cache = cache if cache is not None else FeatureCache(ws)
+        self.model: LogisticRegression | None = None  # the last one fitted on all labels
+
+    def update(self, items: Sequence[Item], states: Mapping[str, State]) -> LearnerReport | None:
+        """A report, or None while there are fewer than `min_labels` human accept/reject
+        decisions, or fewer than `min_per_class` of either among them."""
+        cfg = self.config
+        labelled: list[Item] = []
+        undecided: list[Item] = []
+        for it in items:
+            s = states.get(it.crop_id)
+            if s is None or s.decision is None:
+                undecided.append(it)
+            elif s.decision in LABELS and s.origin in TRAINING_ORIGINS:
+                labelled.append(it)
+        y_all = np.array([LABELS[states[it.crop_id].decision] for it in labelled])
+        human_all = np.array([states[it.crop_id].origin == "human" for it in labelled], bool)
+        n_human = int(human_all.sum())
+        h_acc = int((y_all[human_all] == 1).sum()) if n_human else 0
+        if n_human < cfg.min_labels or min(h_acc, n_human - h_acc) < cfg.min_per_class:
+            return None
+
+        self.cache.ensure(labelled)
+        X, have = self.cache.matrix(labelled)  # all of them: ensure just computed what was missing
+        y, human = y_all[have], human_all[have]
+        ids = [labelled[i].crop_id for i in have]
+        agreement, agreement_n = cross_validated_agreement(X, y, human, ids, cfg)
+        self.model = LogisticRegression(cfg.l2).fit(X, y)
+
+        U, uhave = self.cache.matrix(undecided)
+        p = self.model.predict_proba(U) if len(U) else np.zeros(0)
+        uids = [undecided[i].crop_id for i in uhave]
+        p_accept = {c: float(v) for c, v in zip(uids, p)}
+        sure = np.maximum(p, 1 - p)
+        proposals = [(uids[i], "accept" if p[i] >= 0.5 else "reject", float(p[i]))
+                     for i in np.lexsort((uids, -sure)) if p[i] >= cfg.propose_above or p[i] <= cfg.propose_below]
+        unsure = np.abs(p - 0.5)
+        scored = set(uids)
+        order = [uids[i] for i in np.lexsort((uids, unsure))] + [it.crop_id for it in undecided
+                                                                 if it.crop_id not in scored]
+        h_y = y[human]
+        return LearnerReport(
+            labels=len(y), human_labels=int(human.sum()), accepted=int((y == 1).sum()), rejected=int((y == 0).sum()),
+            agreement=float(agreement), agreement_n=agreement_n,
+            baseline=float(max(h_y.mean(), 1 - h_y.mean())) if len(h_y) else math.nan,
+            p_accept=p_accept, proposals=proposals, order=order, pending=len(undecided) - len(uids), config=cfg)
