@@ -2,7 +2,7 @@
 
 import argparse
 
-from bench import crawl_throughput, detect_eval, ingest_throughput, neardup, process_throughput
+from bench import crawl_throughput, detect_eval, ingest_throughput, neardup, process_throughput, review_speed
 
 BENCHES = {
     "ingest": ingest_throughput.main,
@@ -10,6 +10,7 @@ BENCHES = {
     "neardup": lambda: neardup.main([]),
     "process": process_throughput.main,
     "detect": lambda: detect_eval.main([]),
+    "review": lambda: review_speed.main([]),
 }
 
 if __name__ == "__main__":

@@ -349,17 +349,20 @@ def process(ws: Workspace, cfg: ProcessConfig | None = None, progress: bool = Tr
         from manifests.records import DupGroup
 
         tables.compact(ws, DupGroup, run_id)
-        write_selection(ws, cfg, run_id)
+        write_selection(ws, cfg)
     return report
 
 
-def write_selection(ws: Workspace, cfg: ProcessConfig, run_id: str) -> None:
+def write_selection(ws: Workspace, cfg: ProcessConfig) -> None:
     """Remember which crops the latest run's settings make: the review queue and dataset builds show those."""
     from manifests.atomic import write_bytes_atomic
 
     from .review.items import SELECTION_FILE
 
     doc = {"detector_params": cfg.detector.params_json(), "margin": cfg.crop.margin, "size": cfg.crop.size,
-           "run_id": run_id, "config": cfg.as_dict()}
-    write_bytes_atomic(ws.manifests / SELECTION_FILE, json.dumps(doc, indent=1, default=str).encode())
+           "config": cfg.as_dict()}
+    data = json.dumps(doc, indent=1, default=str, sort_keys=True).encode()
+    path = ws.manifests / SELECTION_FILE
+    if not path.exists() or path.read_bytes() != data:  # a rerun on the same settings writes nothing
+        write_bytes_atomic(path, data)
 

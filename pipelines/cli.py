@@ -22,7 +22,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 models_app = typer.Typer(help="Detector models that are downloaded, not shipped.", no_args_is_help=True)
-dataset_app = typer.Typer(help="Dataset versions: list them and compare two of them.", no_args_is_help=True)
+dataset_app = typer.Typer(help="Dataset versions: build, list, compare and export them.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(models_app, name="models")
 
@@ -197,63 +197,6 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     typer.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else format_status(st))
 
 
-@dataset_app.command("list")
-def dataset_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Every dataset with its versions.
-
-    Example: headshot dataset list
-    """
-    from manifests.datasets import list_datasets
-
-    found = list_datasets(_workspace(create=False))
-    if as_json:
-        typer.echo(json.dumps({n: [{"version": v.version, "rows": v.rows, "created_at": v.created_at,
-                                    "content_hash": v.content_hash} for v in vs] for n, vs in found.items()}, indent=2))
-        return
-    if not found:
-        typer.echo("no datasets yet (headshot dataset build NAME makes one)")
-    for name, vs in found.items():
-        latest = vs[-1]
-        typer.echo(f"{name}: {len(vs)} version(s), latest v{latest.version} with {latest.rows} crops ({latest.created_at})")
-
-
-@dataset_app.command("diff")
-def dataset_diff(
-    name: str = typer.Argument(..., help="Dataset name."),
-    a: str = typer.Argument(..., help="Older version, e.g. v1."),
-    b: str = typer.Argument(..., help="Newer version, e.g. v2."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-) -> None:
-    """What was added, removed and relabelled between two versions.
-
-    Example: headshot dataset diff faces v1 v2
-    """
-    from manifests.datasets import DatasetError, diff, parse_ref
-
-    try:
-        _, va = parse_ref(f"{name}@{a}")
-        _, vb = parse_ref(f"{name}@{b}")
-        d = diff(_workspace(create=False), name, va, vb)
-    except DatasetError as exc:
-        _fail(str(exc))
-    if as_json:
-        typer.echo(json.dumps({
-            "added": [r.crop_id for r in d.added], "removed": [r.crop_id for r in d.removed],
-            "relabelled": [{"crop_id": x.crop_id, "tags": [list(x.tags), list(y.tags)], "split": [x.split, y.split]}
-                           for x, y in d.relabelled],
-        }, indent=2))
-        return
-    s = d.summary()
-    typer.echo(f"{name} {a} -> {b}: {s['added']} added, {s['removed']} removed, {s['relabelled']} relabelled")
-    for r in d.added:
-        typer.echo(f"+ {r.crop_id}  {r.image_url or r.crop_path}")
-    for r in d.removed:
-        typer.echo(f"- {r.crop_id}  {r.image_url or r.crop_path}")
-    for x, y in d.relabelled:
-        typer.echo(f"~ {x.crop_id}  tags {','.join(x.tags) or '-'} -> {','.join(y.tags) or '-'}"
-                   f"  split {x.split} -> {y.split}")
-
-
 @app.command()
 def demo(
     home: Optional[str] = typer.Option(None, "--home", help="Workspace for the demo (default ./demo-workspace)."),
@@ -276,5 +219,13 @@ def main() -> None:
         sys.exit(130)
 
 
+# Registers `dataset build/export/list/diff` on dataset_app and `review` on app; last, so those
+# modules can import this one.
+from pipelines import cli_dataset, cli_review  # noqa: E402,F401
+
 if __name__ == "__main__":
-    main()
+    # As a script this file is __main__, a copy apart from pipelines.cli where the dataset
+    # commands registered: run that one.
+    from pipelines.cli import main as _main_with_every_command
+
+    _main_with_every_command()

@@ -1,0 +1,158 @@
+"""`headshot dataset ...`: build, list, compare and export dataset versions.
+
+The commands register on `pipelines.cli.dataset_app`; `pipelines/cli.py` imports this module
+at its end. Heavy imports stay inside the commands so that `headshot --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from pipelines.cli import _fail, _workspace, dataset_app
+
+DIFF_LINES = 20  # a build prints at most this many changed crops; `dataset diff` prints all
+
+
+def _diff_lines(d, limit: int | None = None) -> list[str]:
+    lines = [f"+ {r.crop_id}  {r.image_url or r.crop_path}" for r in d.added]
+    lines += [f"- {r.crop_id}  {r.image_url or r.crop_path}" for r in d.removed]
+    lines += [f"~ {x.crop_id}  tags {','.join(x.tags) or '-'} -> {','.join(y.tags) or '-'}  split {x.split} -> {y.split}"
+              for x, y in d.relabelled]
+    if limit is not None and len(lines) > limit:
+        lines = lines[:limit] + [f"... and {len(lines) - limit} more"]
+    return lines
+
+
+@dataset_app.command("build")
+def dataset_build(
+    name: str = typer.Argument(..., help="Dataset name, e.g. faces."),
+    min_accepted: int = typer.Option(1, "--min-accepted", help="Fail unless at least this many crops are accepted."),
+    no_rules: bool = typer.Option(False, "--no-rules", help="Take only crops a person accepted; passing every filter is not enough."),
+    no_model: bool = typer.Option(False, "--no-model", help="Ignore decisions of origin 'model' (bulk-confirmed proposals)."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of pictures held out for validation, 0 to <1."),
+    split_seed: str = typer.Option("headshot", "--split-seed", help="Another seed draws another train/val split."),
+) -> None:
+    """Write the next version of a dataset from the review decisions and the filters' verdicts.
+
+    A person's decision wins; a crop nobody decided on is accepted when it passed every filter
+    without doubt and keeps its duplicate group; opted-out artwork is never used. A rebuild
+    without new decisions writes no new version.
+
+    Example: headshot dataset build faces --min-accepted 500
+    """
+    from curation.dataset_build import BuildConfig, build_dataset
+    from manifests.datasets import DatasetError
+    from manifests.workspace import WorkspaceBusy
+
+    try:
+        cfg = BuildConfig(accept_by_rule=not no_rules, min_accepted=min_accepted, val_fraction=val_fraction,
+                          split_seed=split_seed, include_model=not no_model)
+        res = build_dataset(_workspace(), name, cfg)
+    except DatasetError as exc:
+        _fail(str(exc))
+    except WorkspaceBusy as exc:
+        _fail(str(exc), 3)
+    c = res.counts
+    accepted = c["accepted_human"] + c["accepted_model"] + c["accepted_rule"]
+    typer.echo(f"{name}: {accepted} crops accepted (by a person {c['accepted_human']}, "
+               f"bulk-confirmed {c['accepted_model']}, by rule {c['accepted_rule']})")
+    typer.echo(f"  left out: rejected {c['rejected']}, skipped {c['skipped']}, failed a filter {c['failed']}, "
+               f"undecided {c['undecided']}, opted out {c['opted_out']}")
+    typer.echo("  split: " + ", ".join(f"{k} {v}" for k, v in res.splits.items()))
+    if res.written is None:
+        typer.echo(f"no new version: {name} v{res.latest.version} already holds exactly this")
+        return
+    typer.echo(f"wrote {name} v{res.written.version} ({res.written.rows} crops, {res.written.path})")
+    if res.previous is not None and res.diff is not None:
+        s = res.diff.summary()
+        typer.echo(f"{name} v{res.previous.version} -> v{res.written.version}: "
+                   f"{s['added']} added, {s['removed']} removed, {s['relabelled']} relabelled")
+        for line in _diff_lines(res.diff, DIFF_LINES):
+            typer.echo(line)
+
+
+@dataset_app.command("export")
+def dataset_export(
+    ref: str = typer.Argument(..., help="NAME or NAME@vN (default: the latest version)."),
+    out: str = typer.Option(..., "--out", help="A folder; with --format parquet a .parquet file, or a folder that receives NAME-vN.parquet."),
+    fmt: str = typer.Option("folder", "--format", help="folder: split/class/crop files for torchvision ImageFolder; "
+                            "parquet: one file with the image bytes in a column."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export at --out."),
+    copy: bool = typer.Option(False, "--copy", help="Always copy crop files (default: hard-link when possible)."),
+) -> None:
+    """Write a dataset version as files other tools read as they are, with the lineage of every crop.
+
+    Example: headshot dataset export faces@v2 --out exports/faces --format folder
+    """
+    from curation.dataset_export import export_dataset
+    from manifests.datasets import DatasetError, parse_ref
+
+    try:
+        name, version = parse_ref(ref)
+        res = export_dataset(_workspace(create=False), name, version, out, fmt, overwrite=overwrite, link=not copy)
+    except DatasetError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc}")
+    splits = ", ".join(f"{k} {v}" for k, v in sorted(res.splits.items())) or "empty"
+    typer.echo(f"exported {name} v{res.version.version} ({res.rows} crops: {splits}) as {fmt} to {res.path}")
+    if fmt == "folder":
+        typer.echo(f"  classes: {', '.join(res.classes) or '-'}; files hard-linked {res.linked}, copied {res.copied}")
+
+
+@dataset_app.command("list")
+def dataset_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Every dataset with its versions.
+
+    Example: headshot dataset list
+    """
+    from manifests.datasets import list_datasets
+
+    found = list_datasets(_workspace(create=False))
+    if as_json:
+        typer.echo(json.dumps({n: [{"version": v.version, "rows": v.rows, "created_at": v.created_at,
+                                    "content_hash": v.content_hash} for v in vs] for n, vs in found.items()}, indent=2))
+        return
+    if not found:
+        typer.echo("no datasets yet (headshot dataset build NAME makes one)")
+    for name, vs in found.items():
+        latest = vs[-1]
+        typer.echo(f"{name}: {len(vs)} version(s), latest v{latest.version} with {latest.rows} crops ({latest.created_at})")
+
+
+@dataset_app.command("diff")
+def dataset_diff(
+    name: str = typer.Argument(..., help="Dataset name."),
+    a: str = typer.Argument(..., help="Older version, e.g. v1."),
+    b: str = typer.Argument(..., help="Newer version, e.g. v2."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """What was added, removed and relabelled between two versions.
+
+    Example: headshot dataset diff faces v1 v2
+    """
+    from manifests.datasets import DatasetError, diff, parse_ref
+
+    try:
+        _, va = parse_ref(f"{name}@{a}")
+        _, vb = parse_ref(f"{name}@{b}")
+        d = diff(_workspace(create=False), name, va, vb)
+    except DatasetError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({
+            "added": [r.crop_id for r in d.added], "removed": [r.crop_id for r in d.removed],
+            "relabelled": [{"crop_id": x.crop_id, "tags": [list(x.tags), list(y.tags)], "split": [x.split, y.split]}
+                           for x, y in d.relabelled],
+        }, indent=2))
+        return
+    s = d.summary()
+    typer.echo(f"{name} {a} -> {b}: {s['added']} added, {s['removed']} removed, {s['relabelled']} relabelled")
+    for line in _diff_lines(d):
+        typer.echo(line)
+
+
+__all__ = ["dataset_build", "dataset_diff", "dataset_export", "dataset_list"]
