@@ -193,7 +193,11 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     from manifests.status import workspace_status
     from pipelines.report import format_status
 
-    st = workspace_status(_workspace(create=False))
+    from curation.review.status import review_status
+
+    ws = _workspace(create=False)
+    st = workspace_status(ws)
+    st["review"] = review_status(ws)
     typer.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else format_status(st))
 
 

@@ -3,7 +3,8 @@
 It starts a getchu replica on 127.0.0.1 (pages from a template, faces drawn in code), crawls
 it with the real spider in its own process, ingests a folder of generated art and broken
 files, finds and filters faces (`headshot process`), and prints what was kept, why the rest
-went, and what the workspace holds. Later stages extend this same command.
+went, writes the first version of a dataset from what passed every filter, and says how to
+open the review queue on the doubtful rest. Later stages extend this same command.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import Callable
 
 from dataclasses import replace
 
+from curation.dataset_build import BuildConfig, build_dataset
 from curation.ingest import IngestConfig, ingest
 from curation.models import ModelChecksumError, ModelMissing, cascade_path
 from curation.process import ProcessConfig, process
 from curation.process_dedup import summary
+from curation.review.status import review_status
 from curation.synthetic import write_bad_inputs, write_faces
 from manifests.status import workspace_status
 from manifests.workspace import Workspace
@@ -26,6 +29,7 @@ from spiders.replica.server import Replica
 from spiders.run import CrawlRequest, crawl
 
 DEMO_IDS = list(range(900001, 900007))
+DEMO_DATASET = "demo-faces"
 # The replica is ours and local: no politeness delay is needed to spare it.
 FAST = {"DOWNLOAD_DELAY": "0", "AUTOTHROTTLE_ENABLED": "False", "LOG_LEVEL": "WARNING"}
 
@@ -61,9 +65,19 @@ def run_demo(home: str, count: int = 48, echo: Callable[[str], None] = print) ->
     done = process(ws, cfg, progress=sys.stderr.isatty())
     echo(f"processed: {done.images_detected} images, {done.crops_new} new face crops")
     echo(format_summary(summary(ws, cfg)))
+    built = build_dataset(ws, DEMO_DATASET, BuildConfig())
+    c = built.counts
+    version = built.written or built.latest
+    echo(f"dataset {DEMO_DATASET} v{version.version}: {version.rows} crops accepted by rule "
+         f"(passed every filter without doubt); {c['undecided']} doubtful ones wait for a person"
+         + ("" if built.written else " (no new version: nothing changed since the last one)"))
     st = workspace_status(ws)
+    st["review"] = review_status(ws)
     echo(format_status(st))
-    echo(f"\nnext: headshot --home {home} status --json")
+    echo(f"\nnext: label the doubtful crops by keyboard:  headshot --home {home} review"
+         f"   (then open http://127.0.0.1:8765/)")
+    echo(f"      then: headshot --home {home} dataset build {DEMO_DATASET}   and   "
+         f"headshot --home {home} dataset diff {DEMO_DATASET} v{version.version} v{version.version + 1}")
     return st
 
 

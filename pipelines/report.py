@@ -15,6 +15,11 @@ def format_status(st: dict[str, Any]) -> str:
         if info.get("by_status"):
             detail = "  " + ", ".join(f"{k} {v}" for k, v in info["by_status"].items())
         lines.append(f"  {label:<32}{info['total']:>8}{detail}")
+    r = st.get("review")
+    if r and r["crops"]:
+        by = ", ".join(f"{k} {v}" for k, v in r["by_decision"].items())
+        lines.append(f"review queue: {r['left']} of {r['doubtful']} doubtful crops left; {r['decided']} decided ({by})"
+                     + (f" by {', '.join(r['reviewers'])}" if r["reviewers"] else ""))
     if st["datasets"]:
         lines.append("datasets")
         for name, d in st["datasets"].items():

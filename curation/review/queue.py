@@ -47,14 +47,14 @@ class Snapshot:
 class Queue:
     """Items, label state and snapshots for one workspace; safe to share between threads."""
 
-    def __init__(self, ws: Workspace, store: ReviewStore, learner_report: Callable[[], Any] = lambda: None):
+    def __init__(self, ws: Workspace, store: ReviewStore | None, learner_report: Callable[[], Any] = lambda: None):
         self.ws = ws
         self.store = store
         self.learner_report = learner_report
         self._lock = threading.RLock()
         self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
         self._counter = itertools.count(1)
-        self._stamp: tuple = ()
+        self._stamp: tuple | None = None
         self._proposal_cache: tuple[Any, dict[str, str]] = (None, {})
         self.items: list[Item] = []
         self.by_id: dict[str, Item] = {}

@@ -102,12 +102,11 @@ class ReviewServer:
             raise ReviewServerError(
                 f"--host {self.host} makes the queue reachable from other machines: it needs an access token "
                 "(--token, or let headshot review make one)")
-        self.store = ReviewStore(self.ws.review_db)
-        ref: list[Queue] = []
-        self.learner_thread = LearnerThread(self.ws, self.store, ref) if self.learner else None
-        lt = self.learner_thread
-        self.queue = Queue(self.ws, self.store, learner_report=(lambda: lt.report) if lt else (lambda: None))
-        ref.append(self.queue)
+        # The queue first: a workspace with nothing to review is refused before review.sqlite is made.
+        report = lambda: lt.report if lt else None  # noqa: E731
+        self.queue = Queue(self.ws, None, learner_report=report)
+        self.store = self.queue.store = ReviewStore(self.ws.review_db)
+        lt = self.learner_thread = LearnerThread(self.ws, self.store, [self.queue]) if self.learner else None
         hosts = ("*",) if not is_loopback(self.host) else LOOPBACK
         cfg = AppConfig(token=self.token, allowed_hosts=hosts,
                         on_decided=lt.wake if lt else (lambda: None), learner_needs=lt.needs if lt else dict)
@@ -134,6 +133,7 @@ class ReviewServer:
         except OSError as exc:
             sock.close()
             raise ReviewServerError(f"cannot listen on {self.host}:{self.port}: {exc.strerror} (try --port)") from None
+        sock.listen(128)  # connections wait in the backlog until uvicorn serves them
         self.port = sock.getsockname()[1]
         return sock
 

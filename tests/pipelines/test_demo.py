@@ -15,5 +15,11 @@ def test_demo_crawls_ingests_and_reruns_without_duplicates(tmp_path):
     # Faces were found in the crawled and generated art, and the report says what was kept.
     assert st["stages"]["crops"]["total"] > 0
     assert any(" kept, " in line for line in lines)
+    # It ends with a dataset version of what passed, and the way to the review queue.
+    assert st["datasets"]["demo-faces"]["latest_version"] == 1 and st["datasets"]["demo-faces"]["rows"] > 0
+    assert st["review"]["doubtful"] == st["review"]["left"] and st["review"]["crops"] == st["stages"]["crops"]["total"]
+    assert any(" review " in line and "127.0.0.1:8765" in line for line in lines)
     again = run_demo(str(tmp_path / "demo"), count=9, echo=lines.append)
     assert again["stages"] == st["stages"]
+    assert again["datasets"]["demo-faces"]["latest_version"] == 1  # nothing changed: no new version
+    assert any("no new version" in line for line in lines)
