@@ -106,6 +106,8 @@ class Workspace:
 
     def _clean_stale_temps(self) -> None:
         # Only the lock holder writes, so any temp file seen now was left by a killed writer.
-        for folder in (self.manifests, self.tmp):
-            for p in folder.glob(".tmp-*"):
+        # Blobs and crops are written by the lock holder's workers into images/ab/ and crops/ab/.
+        for pattern in (self.manifests.glob(".tmp-*"), self.tmp.glob(".tmp-*"),
+                        self.images.glob("*/.tmp-*"), self.crops.glob("*/.tmp-*")):
+            for p in pattern:
                 p.unlink(missing_ok=True)

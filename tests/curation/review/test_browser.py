@@ -86,6 +86,10 @@ def test_hostile_titles_show_as_text(browser, server):
     titles = page.eval_on_selector_all(".cell .title", "ts => ts.map(t => t.textContent)")
     assert any(HOSTILE in t for t in titles)
     assert page.locator("script").count() == 1  # the page's own script only
+    # From the page's own origin, a path or an unknown id never reaches a file.
+    for path in ("crop/../../etc/passwd", "crop/..%2F..%2Fetc%2Fpasswd", "crop/0123456789abcdef", "static/..%2Fapp.py"):
+        r = page.request.get(server.url + path)
+        assert r.status == 404 and b"root:" not in r.body(), path
     assert errors == []
     ctx.close()
 
