@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from .queue import VIEWS, Queue, ViewError
-from .store import Change, ReviewError
+from .store import Change, ReviewError, check_decision, check_reviewer, check_tag
 
 CROP_ID = re.compile(r"^[0-9a-f]{8,64}$")
 STATIC = {"review.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8"}
@@ -49,6 +49,21 @@ class DecideBody(BaseModel):
     origin: str = "human"
 
 
+class Op(BaseModel):
+    op: str  # decide | tag
+    ids: list[str] = Field(min_length=1, max_length=100_000)
+    decision: str | None = None
+    tag: str | None = None
+    on: bool = True
+
+
+class BatchesBody(BaseModel):
+    """Several key presses sent together: each is still its own batch (transaction, undo step)."""
+
+    reviewer: str
+    ops: list[Op] = Field(min_length=1, max_length=1000)
+
+
 class TagBody(BaseModel):
     reviewer: str
     ids: list[str] = Field(min_length=1, max_length=100_000)
@@ -72,7 +87,7 @@ class GroupBody(BaseModel):
 
 class ConfirmBody(BaseModel):
     reviewer: str
-    ids: list[str] = Field(min_length=1, max_length=100_000)
+    proposals: dict[str, str] = Field(min_length=1, max_length=100_000)  # crop id -> the decision shown
 
 
 def _static(name: str) -> bytes:
@@ -178,20 +193,46 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
             raise fail(exc)
         return answer(batch, ids)
 
+    def tag_changes(ids: list[str], tag: str, on: bool, tags: dict[str, tuple[str, ...]]) -> list[Change]:
+        changes = []
+        for c in ids:
+            now = set(tags[c]) if c in tags else set()
+            now = now | {tag} if on else now - {tag}
+            tags[c] = tuple(sorted(now))
+            changes.append(Change(c, None, tags[c]))
+        return changes
+
     @app.post("/api/tag")
     def tag(body: TagBody) -> dict[str, Any]:
         ids = known(body.ids)
-        states = store.current()
-        changes = []
-        for c in ids:
-            now = set(states[c].tags) if c in states else set()
-            now = now | {body.tag} if body.on else now - {body.tag}
-            changes.append(Change(c, None, tuple(sorted(now))))
+        tags = {c: s.tags for c, s in store.current().items()}
         try:
-            batch = store.record(changes, body.reviewer)
+            batch = store.record(tag_changes(ids, body.tag, body.on, tags), body.reviewer)
         except ReviewError as exc:
             raise fail(exc)
         return answer(batch, ids)
+
+    @app.post("/api/batches")
+    def batches(body: BatchesBody) -> dict[str, Any]:
+        """Decisions and tags in key-press order; all are checked before the first is written."""
+        tags = {c: s.tags for c, s in store.current().items()}
+        planned, touched = [], []
+        try:
+            for op in body.ops:
+                ids = known(op.ids)
+                touched += ids
+                if op.op == "decide":
+                    planned.append([Change(c, op.decision) for c in ids])
+                    check_decision(op.decision)
+                elif op.op == "tag" and op.tag is not None:
+                    planned.append(tag_changes(ids, check_tag(op.tag), op.on, tags))
+                else:
+                    raise ReviewError(f"an op must be 'decide' or 'tag' (with a tag), not {op.op!r}")
+            check_reviewer(body.reviewer)
+            written = [store.record(changes, body.reviewer) for changes in planned]
+        except ReviewError as exc:
+            raise fail(exc)
+        return answer(written[-1], list(dict.fromkeys(touched)))
 
     @app.post("/api/group-decide")
     def group_decide(body: GroupBody) -> dict[str, Any]:
@@ -207,18 +248,14 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
 
     @app.post("/api/confirm")
     def confirm(body: ConfirmBody) -> dict[str, Any]:
-        """Accept the learner's proposals for these crops, as decisions of origin "model"."""
-        ids = known(body.ids)
-        report = queue.learner_report()
-        proposed = {c: d for c, d, _ in report.proposals} if report is not None else {}
-        changes = [Change(c, proposed[c]) for c in ids if c in proposed]
-        if not changes:
-            raise HTTPException(409, "the learner proposes nothing for these crops (it may have been retrained)")
+        """Record the learner's proposals the person saw and confirmed, as decisions of origin "model"."""
+        ids = known(list(body.proposals))
         try:
+            changes = [Change(c, check_decision(body.proposals[c])) for c in ids]
             batch = store.record(changes, body.reviewer, origin="model")
         except ReviewError as exc:
             raise fail(exc)
-        return answer(batch, [c.crop_id for c in changes])
+        return answer(batch, ids)
 
     @app.post("/api/undo")
     def undo(body: UndoBody) -> dict[str, Any]:

@@ -82,6 +82,12 @@ def check_reviewer(name: str) -> str:
     return name
 
 
+def check_decision(decision: str | None) -> str:
+    if decision not in DECISIONS:
+        raise ReviewError(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
+    return decision
+
+
 def check_tag(name: str) -> str:
     name = (name or "").strip()
     if not _TAG.match(name):
@@ -126,8 +132,8 @@ class ReviewStore:
         batch = new_run_id("batch")
         at = utcnow().isoformat()
         for c in changes:
-            if c.decision is not None and c.decision not in DECISIONS:
-                raise ReviewError(f"decision {c.decision!r} is not one of {', '.join(DECISIONS)}")
+            if c.decision is not None:
+                check_decision(c.decision)
             if c.decision is None and c.tags is None:
                 raise ReviewError(f"a change to {c.crop_id!r} carries neither a decision nor tags")
             tags = None if c.tags is None else json.dumps(sorted({check_tag(t) for t in c.tags}), ensure_ascii=False)

@@ -8,7 +8,7 @@
   const S = {
     view: "queue", arg: "", snap: null, total: 0, items: [], index: new Map(), focus: 0,
     sel: new Set(), anchor: 0, loading: null, tags: {}, filters: [], views: {},
-    chain: Promise.resolve(), pending: 0, sinceLearner: 0, counts: null, learner: null,
+    pending: 0, sinceLearner: 0, counts: null, learner: null,
   };
 
   async function api(method, path, body) {
@@ -156,23 +156,49 @@
 
   function targets() { return S.sel.size ? [...S.sel] : S.items.length ? [S.items[S.focus].id] : []; }
 
-  // Requests go out in key-press order; the grid changes at once and is corrected by the answer.
+  // Requests go out in key-press order, one at a time; the grid changes at once and is
+  // corrected by the answer. Decisions and tags pressed while a request is out travel
+  // together in the next one (each still its own batch and transaction on the server).
+  const outbox = [];
+  let inflight = false;
+  const COMBINABLE = { "/api/decide": "decide", "/api/tag": "tag" };
+
   function send(path, body, optimistic, label) {
+    outbox.push({ path, body, before: optimistic(), label });
     S.pending++; setBusy(); counter();
-    const before = optimistic();
-    S.chain = S.chain.then(() => api("POST", path, body)).then((data) => {
+    pump();
+  }
+
+  async function pump() {
+    if (inflight || !outbox.length) return;
+    inflight = true;
+    const head = outbox[0];
+    const take = [];
+    while (outbox.length && take.length < 200 && (take.length === 0 ||
+           (COMBINABLE[head.path] && COMBINABLE[outbox[0].path] && outbox[0].body.reviewer === head.body.reviewer))) {
+      take.push(outbox.shift());
+    }
+    const combined = take.length > 1 || COMBINABLE[head.path];
+    const path = combined ? "/api/batches" : head.path;
+    const body = combined ? {
+      reviewer: head.body.reviewer,
+      ops: take.map((t) => ({ op: COMBINABLE[t.path], ids: t.body.ids, decision: t.body.decision, tag: t.body.tag, on: t.body.on })),
+    } : head.body;
+    try {
+      const data = await api("POST", path, body);
       update(data.items);
       S.counts = data.counts;
-      if (label) say(label(data));
+      const last = take[take.length - 1];
+      if (last.label) say(last.label(data, take.length));
       S.sinceLearner += data.items.length;
-    }, (e) => {
-      update(before);
+    } catch (e) {
+      for (const t of take.slice().reverse()) update(t.before);
       say(`not saved: ${e.message}`, true);
-    }).finally(() => {
-      S.pending--; setBusy(); counter();
+    } finally {
+      S.pending -= take.length; inflight = false; setBusy(); counter();
       if (S.sinceLearner >= 10 && !S.pending) { S.sinceLearner = 0; learner(); }
-    });
-    return S.chain;
+      pump();
+    }
   }
 
   function snapshotOf(ids) { return ids.map((id) => S.index.get(id)).filter((i) => i !== undefined).map((i) => ({ ...S.items[i] })); }
@@ -184,7 +210,7 @@
       const before = snapshotOf(ids);
       update(before.map((it) => ({ ...it, decision })));
       return before;
-    }, (d) => `${decision} × ${d.items.length}`);
+    }, (d, n) => n > 1 ? `saved ${n} key presses` : `${decision} × ${d.items.length}`);
     const last = Math.max(...ids.map((id) => S.index.get(id) ?? -1));
     clearSel();
     let next = last + 1;
@@ -201,7 +227,7 @@
       const before = snapshotOf(ids);
       update(before.map((it) => ({ ...it, tags: on ? [...new Set([...it.tags, name])].sort() : it.tags.filter((t) => t !== name) })));
       return before;
-    }, (d) => `${on ? "tagged" : "untagged"} ${name} × ${d.items.length}`);
+    }, (d, n) => n > 1 ? `saved ${n} key presses` : `${on ? "tagged" : "untagged"} ${name} × ${d.items.length}`);
   }
 
   async function selectGroup() {
@@ -227,7 +253,8 @@
     const pool = S.sel.size ? [...S.sel] : S.items.map((it) => it.id);
     const ids = pool.filter((id) => { const i = S.index.get(id); return i !== undefined && S.items[i].proposal && !S.items[i].decision; });
     if (!ids.length) { say("no proposal to confirm here (the learner proposes after enough labels)"); return; }
-    send("/api/confirm", { reviewer: reviewer(), ids }, () => {
+    const proposals = Object.fromEntries(ids.map((id) => [id, S.items[S.index.get(id)].proposal]));
+    send("/api/confirm", { reviewer: reviewer(), proposals }, () => {
       const before = snapshotOf(ids);
       update(before.map((it) => ({ ...it, decision: it.proposal })));
       return before;

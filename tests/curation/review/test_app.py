@@ -158,3 +158,30 @@ def test_the_server_refuses_another_interface_without_a_token(review_ws):
 
     with pytest.raises(ReviewServerError, match="token"):
         ReviewServer(review_ws[0], host="0.0.0.0", port=0, learner=False)
+
+
+def test_key_presses_sent_together_stay_separate_batches(client):
+    a, b, c = client.ids[:3]
+    client.post("/api/tags", json={"key": 1, "name": "disney"})
+    ops = [{"op": "decide", "ids": [a], "decision": "accept"}, {"op": "decide", "ids": [b, c], "decision": "reject"},
+           {"op": "tag", "ids": [a], "tag": "disney"}, {"op": "tag", "ids": [a], "tag": "disney", "on": False},
+           {"op": "tag", "ids": [b], "tag": "disney"}]
+    r = client.post("/api/batches", json={"reviewer": "alice", "ops": ops})
+    assert r.status_code == 200, r.text
+    got = {it["id"]: (it["decision"], it["tags"]) for it in r.json()["items"]}
+    assert got == {a: ("accept", []), b: ("reject", ["disney"]), c: ("reject", [])}
+    # One undo step per key press: the last tag goes, the rest stays.
+    undone = client.post("/api/undo", json={"reviewer": "alice"}).json()["items"]
+    assert [(it["id"], it["tags"]) for it in undone] == [(b, [])]
+    assert client.post("/api/undo", json={"reviewer": "alice"}).json()["items"][0]["tags"] == ["disney"]
+
+
+def test_one_bad_press_in_a_combined_request_writes_nothing(client):
+    a = client.ids[0]
+    ops = [{"op": "decide", "ids": [a], "decision": "accept"}, {"op": "decide", "ids": [a], "decision": "maybe"}]
+    assert client.post("/api/batches", json={"reviewer": "alice", "ops": ops}).status_code == 400
+    ops = [{"op": "decide", "ids": [a], "decision": "accept"}, {"op": "decide", "ids": ["deadbeefdeadbeef"], "decision": "accept"}]
+    assert client.post("/api/batches", json={"reviewer": "alice", "ops": ops}).status_code == 404
+    ops = [{"op": "explode", "ids": [a]}]
+    assert client.post("/api/batches", json={"reviewer": "alice", "ops": ops}).status_code == 400
+    assert ReviewStore(client.queue.ws.review_db).current() == {}
