@@ -3,12 +3,15 @@
 // the DOM with textContent, never as HTML.
 (() => {
   const $ = (id) => document.getElementById(id);
-  const PAGE = 240;
+  const PAGE = 400;
+  const SIZES = [64, 80, 96, 128, 160];
+  const SHORT = { monochrome: "mono", sharpness: "sharp", face_size: "size", face_share: "share",
+                  published_after: "date", duplicate: "dup" };
   const KEY = { a: "accept", r: "reject", s: "skip" };
   const S = {
     view: "queue", arg: "", snap: null, total: 0, items: [], index: new Map(), focus: 0,
     sel: new Set(), anchor: 0, loading: null, tags: {}, filters: [], views: {},
-    pending: 0, sinceLearner: 0, counts: null, learner: null,
+    pending: 0, sinceLearner: 0, size: 80, counts: null, learner: null,
   };
 
   async function api(method, path, body) {
@@ -40,7 +43,7 @@
 
   function why(item) {
     const r = item.reasons.find((x) => x.doubtful) || item.reasons.find((x) => !x.passed) || item.reasons[0];
-    return r ? `${r.filter} ${fmt(r.score)} / ${fmt(r.threshold)}${r.passed ? "" : " ✗"}` : "no verdict";
+    return r ? `${SHORT[r.filter] || r.filter} ${fmt(r.score)}/${fmt(r.threshold)}${r.passed ? "" : " ✗"}` : "no verdict";
   }
 
   function line(cls, text) { const d = document.createElement("div"); d.className = cls; d.textContent = text; return d; }
@@ -51,7 +54,7 @@
     c.dataset.i = String(i);
     c.dataset.id = item.id;
     const img = document.createElement("img");
-    img.loading = "lazy"; img.decoding = "async"; img.alt = ""; img.width = 128; img.height = 128;
+    img.loading = "lazy"; img.decoding = "async"; img.alt = "";
     img.src = "/crop/" + encodeURIComponent(item.id);
     c.append(img, line("badge", ""), line("why reason", why(item)),
       line("why title", [item.title, item.artist].filter(Boolean).join(" — ")), line("why tagline", ""));
@@ -76,6 +79,34 @@
     c.querySelector(".tagline").textContent = item.tags.length ? "#" + item.tags.join(" #") :
       item.proposal ? `model: ${item.proposal} ${Math.round(100 * (item.proposal === "accept" ? item.p_accept : 1 - item.p_accept))}%` : "";
     c.classList.toggle("selected", S.sel.has(item.id));
+    c.classList.toggle("proposed", Boolean(item.proposal));
+  }
+
+  function details(item) {
+    const el = $("details");
+    el.replaceChildren();
+    if (!item) return;
+    const head = [item.title || "(no title)", item.artist && `by ${item.artist}`, item.source].filter(Boolean).join(" · ");
+    const reasons = document.createElement("span");
+    reasons.className = "reasons";
+    reasons.textContent = " · " + item.reasons.map((r) =>
+      `${r.filter} ${fmt(r.score)}/${fmt(r.threshold)}${r.passed ? "" : " ✗"}${r.doubtful ? " (doubtful)" : ""}`).join(", ") +
+      (item.group_size > 1 ? ` · group of ${item.group_size}${item.keeper ? ", keeper" : `, distance ${item.distance}`}` : "") +
+      (item.decision ? ` · ${item.decision} by ${item.by}` : "") + " ";
+    el.append(head, reasons);
+    if (/^https?:\/\//.test(item.page_url)) {
+      const a = document.createElement("a");
+      a.href = item.page_url; a.target = "_blank"; a.rel = "noopener noreferrer"; a.textContent = "source page";
+      el.append(a);
+    }
+  }
+
+  function resize(step) {
+    const now = SIZES.indexOf(S.size);
+    S.size = SIZES[Math.max(0, Math.min(SIZES.length - 1, (now < 0 ? 1 : now) + step))];
+    $("grid").className = `s${S.size}`;
+    localStorage.setItem("headshot.size", String(S.size));
+    if (S.items.length) setFocus(S.focus, false);
   }
 
   function cellOf(id) { const i = S.index.get(id); return i === undefined ? null : $("grid").children[i]; }
@@ -86,6 +117,7 @@
       if (i === undefined) continue;
       S.items[i] = it;
       paint($("grid").children[i], it);
+      if (i === S.focus) details(it);
     }
   }
 
@@ -133,6 +165,7 @@
     } else S.anchor = i;
     const c = $("grid").children[i];
     c.classList.add("focus");
+    details(S.items[i]);
     c.scrollIntoView({ block: "nearest" });
     if (S.items.length - i < PAGE / 2) load(false);
   }
@@ -269,7 +302,7 @@
         ? `learner: agrees with you on ${r.agreement === null ? "?" : Math.round(100 * r.agreement) + "%"} of ` +
           `${r.agreement_n} labels (always-the-commoner: ${r.baseline === null ? "?" : Math.round(100 * r.baseline) + "%"})` +
           ` · ${r.proposals} proposals (proposals view; Enter confirms those in view)`
-        : `learner: needs ${r.needs || "more"} labels`;
+        : r.error ? `learner stopped: ${r.error}` : r.needs ? `learner: needs ${r.needs} more labels` : "learner: training…";
     } catch (e) { /* the learner is optional */ }
   }
 
@@ -289,6 +322,8 @@
     else if (k === "Enter") confirmProposals();
     else if (k === "Escape") { clearSel(); say(""); }
     else if (k === "?") $("help").hidden = !$("help").hidden;
+    else if (k === "-") resize(-1);
+    else if (k === "+" || k === "=") resize(1);
     else if (/^[1-9]$/.test(k)) toggleTag(k);
     else return;
     ev.preventDefault();
@@ -325,6 +360,8 @@
 
   async function start() {
     $("reviewer").value = localStorage.getItem("headshot.reviewer") || "reviewer";
+    S.size = Number(localStorage.getItem("headshot.size")) || 80;
+    resize(0);
     $("reviewer").addEventListener("change", () => localStorage.setItem("headshot.reviewer", reviewer()));
     $("help-button").addEventListener("click", () => { $("help").hidden = !$("help").hidden; });
     const meta = await api("GET", "/api/meta");
@@ -346,6 +383,7 @@
     await load(true);
     $("grid").focus();
     learner();
+    setInterval(() => { if (!document.hidden) learner(); }, 3000);  // it trains in the background
     document.body.dataset.ready = "1";
   }
 

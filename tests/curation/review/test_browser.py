@@ -175,3 +175,21 @@ def test_the_learner_proposes_and_the_person_confirms_in_bulk(browser, review_ws
         store.close()
         assert errors == []
         ctx.close()
+
+
+def test_hundreds_of_crops_on_one_screen_and_the_focused_ones_details(browser, server):
+    ctx, page, errors = open_queue(browser, server, query="?view=all")
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    visible = "cs => cs.filter(c => c.getBoundingClientRect().bottom <= innerHeight).length"
+    default = page.eval_on_selector_all(".cell", visible)
+    page.keyboard.press("-")
+    smaller = page.eval_on_selector_all(".cell", visible)
+    assert default >= 100 and smaller >= 200 and smaller > default, (default, smaller)
+    page.keyboard.press("ArrowRight")
+    item = server.queue.by_id[page.get_attribute(".cell.focus", "data-id")]
+    text = page.text_content("#details")
+    assert item.title in text and all(r["filter"] in text for r in item.reasons)
+    assert page.get_attribute("#details a", "href") == item.page_url
+    page.screenshot(path=str(server.ws.home / "queue.png"))
+    assert errors == []
+    ctx.close()
