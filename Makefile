@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo test bench chromium clean-venv
 
 setup: $(STAMP)
 
@@ -25,7 +25,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10
 
-bench: $(STAMP)
+# Debian's Chromium for the review queue's browser tests and benchmark (never a downloaded
+# browser build). The test set-up installs it too when it is missing.
+chromium:
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -q chromium)
+
+bench: $(STAMP) chromium
 	$(BIN)/python -m bench
 
 clean-venv:

@@ -193,3 +193,29 @@ def test_hundreds_of_crops_on_one_screen_and_the_focused_ones_details(browser, s
     page.screenshot(path=str(server.ws.home / "queue.png"))
     assert errors == []
     ctx.close()
+
+
+def test_labels_from_the_page_become_exactly_the_dataset_version(browser, server):
+    from curation.dataset_build import build_dataset
+    from manifests.datasets import read_version
+
+    ctx, page, errors = open_queue(browser, server)  # the queue: doubtful crops only
+    keys = "aarararaaa"
+    shown = [c for c, _ in decisions(page)][:len(keys)]
+    for k in keys:
+        page.keyboard.press(k)
+    settled(page)
+    ctx.close()
+    ws = server.ws
+    res = build_dataset(ws, "faces")
+    rows = {r.crop_id: r for r in read_version(ws, "faces")}
+    by_key = dict(zip(shown, keys))
+    passed = {it.crop_id for it in server.queue.items if it.state == "passed" and it.keeper}
+    assert set(rows) == {c for c, k in by_key.items() if k == "a"} | passed
+    assert res.counts["accepted_human"] == keys.count("a") and res.counts["rejected"] == keys.count("r")
+    for r in rows.values():  # each traceable to where the artwork came from
+        item = server.queue.by_id[r.crop_id]
+        assert r.image_url == item.image_url and r.image_url.startswith("https://images.example/art/")
+        assert r.page_url == item.page_url and r.artist == item.artist
+    assert build_dataset(ws, "faces").written is None  # no new decisions: no new version
+    assert errors == []
