@@ -125,8 +125,10 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
             raise HTTPException(404, f"unknown crop id {bad[0][:80]!r}")
         return list(dict.fromkeys(ids))
 
-    def fail(exc: Exception) -> HTTPException:
-        return HTTPException(400, str(exc))
+    @app.exception_handler(ReviewError)
+    @app.exception_handler(ViewError)
+    async def refused(request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
 
     @app.get("/")
     def index() -> Response:
@@ -159,10 +161,7 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
             if s is None:
                 raise HTTPException(410, "this view is gone (the server restarted); reload the page")
         else:
-            try:
-                s = queue.snapshot(view, arg)
-            except ViewError as exc:
-                raise fail(exc)
+            s = queue.snapshot(view, arg)
         page = s.ids[max(0, offset):max(0, offset) + limit]
         return {"snap": s.id, "view": s.view, "total": len(s.ids), "offset": offset, "items": queue.describe(page)}
 
@@ -187,11 +186,7 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
     @app.post("/api/decide")
     def decide(body: DecideBody) -> dict[str, Any]:
         ids = known(body.ids)
-        try:
-            batch = store.record([Change(c, body.decision) for c in ids], body.reviewer, body.origin)
-        except ReviewError as exc:
-            raise fail(exc)
-        return answer(batch, ids)
+        return answer(store.record([Change(c, body.decision) for c in ids], body.reviewer, body.origin), ids)
 
     def tag_changes(ids: list[str], tag: str, on: bool, tags: dict[str, tuple[str, ...]]) -> list[Change]:
         changes = []
@@ -206,32 +201,24 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
     def tag(body: TagBody) -> dict[str, Any]:
         ids = known(body.ids)
         tags = {c: s.tags for c, s in store.current().items()}
-        try:
-            batch = store.record(tag_changes(ids, body.tag, body.on, tags), body.reviewer)
-        except ReviewError as exc:
-            raise fail(exc)
-        return answer(batch, ids)
+        return answer(store.record(tag_changes(ids, body.tag, body.on, tags), body.reviewer), ids)
 
     @app.post("/api/batches")
     def batches(body: BatchesBody) -> dict[str, Any]:
         """Decisions and tags in key-press order; all are checked before the first is written."""
         tags = {c: s.tags for c, s in store.current().items()}
         planned, touched = [], []
-        try:
-            for op in body.ops:
-                ids = known(op.ids)
-                touched += ids
-                if op.op == "decide":
-                    planned.append([Change(c, op.decision) for c in ids])
-                    check_decision(op.decision)
-                elif op.op == "tag" and op.tag is not None:
-                    planned.append(tag_changes(ids, check_tag(op.tag), op.on, tags))
-                else:
-                    raise ReviewError(f"an op must be 'decide' or 'tag' (with a tag), not {op.op!r}")
-            check_reviewer(body.reviewer)
-            written = [store.record(changes, body.reviewer) for changes in planned]
-        except ReviewError as exc:
-            raise fail(exc)
+        for op in body.ops:
+            ids = known(op.ids)
+            touched += ids
+            if op.op == "decide":
+                planned.append([Change(c, check_decision(op.decision)) for c in ids])
+            elif op.op == "tag" and op.tag is not None:
+                planned.append(tag_changes(ids, check_tag(op.tag), op.on, tags))
+            else:
+                raise ReviewError(f"an op must be 'decide' or 'tag' (with a tag), not {op.op!r}")
+        check_reviewer(body.reviewer)
+        written = [store.record(changes, body.reviewer) for changes in planned]
         return answer(written[-1], list(dict.fromkeys(touched)))
 
     @app.post("/api/group-decide")
@@ -240,37 +227,22 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
         known([body.crop_id])
         members = queue.group_of(body.crop_id)
         changes = [Change(it.crop_id, "accept" if it.keeper else "reject") for it in members]
-        try:
-            batch = store.record(changes, body.reviewer)
-        except ReviewError as exc:
-            raise fail(exc)
-        return answer(batch, [c.crop_id for c in changes])
+        return answer(store.record(changes, body.reviewer), [c.crop_id for c in changes])
 
     @app.post("/api/confirm")
     def confirm(body: ConfirmBody) -> dict[str, Any]:
         """Record the learner's proposals the person saw and confirmed, as decisions of origin "model"."""
         ids = known(list(body.proposals))
-        try:
-            changes = [Change(c, check_decision(body.proposals[c])) for c in ids]
-            batch = store.record(changes, body.reviewer, origin="model")
-        except ReviewError as exc:
-            raise fail(exc)
-        return answer(batch, ids)
+        changes = [Change(c, check_decision(body.proposals[c])) for c in ids]
+        return answer(store.record(changes, body.reviewer, origin="model"), ids)
 
     @app.post("/api/undo")
     def undo(body: UndoBody) -> dict[str, Any]:
-        try:
-            ids = store.undo(body.reviewer)
-        except ReviewError as exc:
-            raise fail(exc)
-        return answer(None, ids)
+        return answer(None, store.undo(body.reviewer))
 
     @app.post("/api/tags")
     def set_tag(body: TagNameBody) -> dict[str, Any]:
-        try:
-            store.set_tag(body.key, body.name)
-        except ReviewError as exc:
-            raise fail(exc)
+        store.set_tag(body.key, body.name)
         return {"tags": {str(k): v for k, v in store.tags().items()}}
 
     @app.get("/api/learner")
