@@ -115,6 +115,8 @@ class Queue:
         if view == "all":
             return [it.crop_id for it in self.items]
         if view in ("reason", "score"):
+            if view == "score" and not arg:  # a score means one filter's score
+                arg = self.filters()[0] if self.filters() else ""
             if arg and arg not in self.filters():
                 raise ViewError(f"no filter named {arg!r} (there are: {', '.join(self.filters())})")
             rows = []

@@ -73,6 +73,7 @@ class LearnerThread:
             self._wake.clear()
             if self._stop.is_set() or not self.queue_ref:
                 continue
+            started = time.monotonic()
             try:
                 items = self.queue_ref[0].items
                 report = self.learner.update(items, self.store.current())
@@ -84,7 +85,8 @@ class LearnerThread:
                     self._wake.set()
             except Exception as exc:  # the queue works without the learner; say why it stopped
                 self.error = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.2)  # labels arrive in bursts: train at most a few times a second
+            # Labels arrive in bursts: train at most half the time, so the page's requests never wait long.
+            time.sleep(max(0.2, time.monotonic() - started))
 
 
 @dataclass
