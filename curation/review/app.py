@@ -2,37 +2,26 @@
 
 Security: images are served by crop id only (the path comes from the manifest); the page
 puts every scraped text in the DOM as text, and a Content-Security-Policy forbids inline
-script; the Host header must name this server (no DNS rebinding); with a token, every
-request must carry it (header, cookie, or `?token=` once on the page).
+script; guard.py checks the Host header and the token on every request.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Callable
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from .guard import Guard
 from .queue import VIEWS, Queue, ViewError
 from .store import Change, ReviewError, check_decision, check_reviewer, check_tag
 
 CROP_ID = re.compile(r"^[0-9a-f]{8,64}$")
 STATIC = {"review.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8"}
-COOKIE = "headshot_token"
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
-                               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
-
-
 @dataclass
 class AppConfig:
     token: str | None = None  # required on every request when set
@@ -90,6 +79,16 @@ class ConfirmBody(BaseModel):
     proposals: dict[str, str] = Field(min_length=1, max_length=100_000)  # crop id -> the decision shown
 
 
+def _image_type(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
+
+
 def _static(name: str) -> bytes:
     return resources.files(__package__).joinpath("static", name).read_bytes()
 
@@ -99,25 +98,7 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
     app = FastAPI(title="headshot review", docs_url=None, redoc_url=None, openapi_url=None)
     store = queue.store
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]")
-        if "*" not in cfg.allowed_hosts and host not in cfg.allowed_hosts:
-            return JSONResponse({"detail": f"host {host!r} is not served here"}, status_code=400)
-        set_cookie = False
-        if cfg.token:
-            given = (request.headers.get("x-headshot-token") or request.cookies.get(COOKIE)
-                     or request.query_params.get("token") or "")
-            if not secrets.compare_digest(given.encode(), cfg.token.encode()):
-                return JSONResponse({"detail": "an access token is required (open the URL headshot review printed)"},
-                                    status_code=401)
-            set_cookie = request.query_params.get("token") is not None
-        response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        if set_cookie:
-            response.set_cookie(COOKIE, cfg.token, httponly=True, samesite="strict")
-        return response
+    app.add_middleware(Guard, token=cfg.token, allowed_hosts=cfg.allowed_hosts)
 
     def known(ids: list[str]) -> list[str]:
         bad = [c for c in ids if not CROP_ID.match(c) or c not in queue.by_id]
@@ -142,11 +123,14 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
         return Response(_static(name), media_type=STATIC[name])
 
     @app.get("/crop/{crop_id}")
-    def crop(crop_id: str) -> Response:
+    async def crop(crop_id: str) -> Response:
+        # Crops are a few KB: one read on the event loop is ~4x faster than a streamed file
+        # response through the thread pool, and the first screen asks for 150 of them at once.
         path = queue.crop_file(crop_id) if CROP_ID.match(crop_id) else None
         if path is None:
             raise HTTPException(404, "no crop with this id")
-        return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
+        data = path.read_bytes()
+        return Response(data, media_type=_image_type(data), headers={"Cache-Control": "private, max-age=86400"})
 
     @app.get("/api/meta")
     def meta() -> dict[str, Any]:

@@ -354,7 +354,8 @@
     sel.replaceChildren(...(S.view === "reason" ? [""] : []).concat(names).map((n) => {
       const o = document.createElement("option"); o.value = n; o.textContent = n || "every filter"; return o;
     }));
-    if (!names.includes(S.arg) && !(S.view === "reason" && S.arg === "")) S.arg = names[0] || "";
+    if (sel.hidden) S.arg = "";
+    else if (!names.includes(S.arg) && !(S.view === "reason" && S.arg === "")) S.arg = names[0] || "";
     sel.value = S.arg;
   }
 
