@@ -137,6 +137,7 @@ class LearnerReport:
     p_accept: dict[str, float]  # undecided crop id -> P(accept)
     proposals: list[tuple[str, str, float]]  # (crop id, "accept" | "reject", P(accept)), surest first
     order: list[str]  # undecided crop ids, least sure first; crops without features yet last
+    # (proposals and order are empty while the agreement does not beat the baseline)
     pending: int  # undecided crops without pixel features yet (not scored)
     config: LearnerConfig
     feature_version: str = FEATURE_VERSION
@@ -240,8 +241,12 @@ class ActiveLearner:
         order = [uids[i] for i in np.lexsort((uids, unsure))] + [it.crop_id for it in undecided
                                                                  if it.crop_id not in scored]
         h_y = y[human]
+        baseline = float(max(h_y.mean(), 1 - h_y.mean())) if len(h_y) else math.nan
+        if not (math.isfinite(agreement) and agreement > baseline):
+            # No better than always saying the commoner decision: it proposes nothing and
+            # leaves the queue in the filters' order, and the page says why.
+            proposals, order = [], []
         return LearnerReport(
             labels=len(y), human_labels=int(human.sum()), accepted=int((y == 1).sum()), rejected=int((y == 0).sum()),
             agreement=float(agreement), agreement_n=agreement_n,
-            baseline=float(max(h_y.mean(), 1 - h_y.mean())) if len(h_y) else math.nan,
-            p_accept=p_accept, proposals=proposals, order=order, pending=len(undecided) - len(uids), config=cfg)
+            baseline=baseline, p_accept=p_accept, proposals=proposals, order=order, pending=len(undecided) - len(uids), config=cfg)

@@ -227,3 +227,22 @@ def test_learner_waits_for_both_classes_and_orders_unscored_crops_last(ws, tmp_p
     assert list(report.p_accept) == [items[5].crop_id] and report.order[0] == items[5].crop_id
     assert report.order[1:] == undecided  # unscored: in the order given, after the scored ones
     store.close()
+
+
+def test_a_learner_no_better_than_the_commoner_decision_proposes_nothing(ws, tmp_path):
+    items, _ = _items(ws, 12, 12)
+    # Each picture twice, labelled both ways: nothing in the features can tell the copies apart,
+    # so held-out agreement cannot beat always saying the commoner decision (50%).
+    twins = [Item(it.crop_id + "-twin", it.image_sha256 + "-twin", it.crop_path, "lbp", 1.0) for it in items]
+    extra, _ = _items(ws, 0, 4)
+    extra = [Item("u" + it.crop_id, "sha-u" + it.crop_id, it.crop_path, "lbp", 1.0) for it in extra]
+    store = ReviewStore(tmp_path / "review.sqlite")
+    store.record([Change(it.crop_id, "accept") for it in items] + [Change(it.crop_id, "reject") for it in twins], "alice")
+    learner = ActiveLearner(ws, LearnerConfig(min_labels=20, min_per_class=5))
+    learner.cache.ensure(extra)  # the web app's background thread does this
+    report = learner.update(items + twins + extra, store.current())
+    assert report is not None and report.baseline == pytest.approx(0.5)
+    assert not report.agreement > report.baseline
+    assert report.proposals == [] and report.order == []  # the queue keeps the filters' order
+    assert set(report.p_accept) == {it.crop_id for it in extra}  # still scored, for the record
+    store.close()
