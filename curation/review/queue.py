@@ -86,6 +86,11 @@ class Queue:
             for members in groups.values():
                 members.sort(key=lambda it: (not it.keeper, it.distance, it.crop_id))
             self.items, self.by_id, self.groups, self._stamp = queue_order(items), {it.crop_id: it for it in items}, groups, stamp
+            self._filters = sorted({r["filter"] for it in items for r in it.reasons})
+            self._doubtful = {it.crop_id for it in items if it.state == DOUBTFUL}
+            failed = sum(it.state == FAILED for it in items)
+            self._by_state = {"doubtful": len(self._doubtful), "failed": failed,
+                              "passed": len(items) - len(self._doubtful) - failed}
             return True
 
     def crop_file(self, crop_id: str) -> Path | None:
@@ -101,7 +106,7 @@ class Queue:
 
     # -- views ---------------------------------------------------------------------------
     def filters(self) -> list[str]:
-        return sorted({r["filter"] for it in self.items for r in it.reasons})
+        return self._filters
 
     def _ordered(self, view: str, arg: str, states: dict[str, State]) -> list[str]:
         undecided = lambda it: states.get(it.crop_id) is None or states[it.crop_id].decision is None  # noqa: E731
@@ -196,10 +201,13 @@ class Queue:
             return self._proposal_cache[1]
 
     def counts(self) -> dict[str, Any]:
+        """What is left and what was decided: O(decisions), not O(crops), since every answer carries it."""
         states = self.store.current()
-        decided = {c for c, s in states.items() if s.decision is not None and c in self.by_id}
-        doubtful = [it.crop_id for it in self.items if it.state == DOUBTFUL]
-        by_state = {"doubtful": len(doubtful), "failed": sum(it.state == FAILED for it in self.items)}
-        by_state["passed"] = len(self.items) - by_state["doubtful"] - by_state["failed"]
-        return {"total": len(self.items), "queue": len(doubtful), "left": sum(c not in decided for c in doubtful),
-                "decided": len(decided), "by_state": by_state, "decisions": self.store.counts()}
+        with self._lock:
+            doubtful, by_state, by_id = self._doubtful, self._by_state, self.by_id
+        decided = [c for c, s in states.items() if s.decision is not None and c in by_id]
+        decisions = {"accept": 0, "reject": 0, "skip": 0}
+        for c in decided:
+            decisions[states[c].decision] += 1
+        return {"total": len(by_id), "queue": len(doubtful), "left": len(doubtful) - sum(c in doubtful for c in decided),
+                "decided": len(decided), "by_state": dict(by_state), "decisions": decisions}

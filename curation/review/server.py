@@ -68,24 +68,36 @@ class LearnerThread:
     def _loop(self) -> None:
         from .items import queue_order
 
+        dirty = True  # labels changed (or features were completed) since the last training
         while not self._stop.is_set():
-            self._wake.wait()
-            self._wake.clear()
-            if self._stop.is_set() or not self.queue_ref:
-                continue
+            items = self.queue_ref[0].items if self.queue_ref else []
+            filling = bool(items) and bool(self.learner.cache.missing(items))
+            if not dirty and not filling:
+                self._wake.wait()
+            if self._stop.is_set():
+                break
+            if self._wake.is_set():
+                self._wake.clear()
+                dirty = True
             started = time.monotonic()
             try:
-                items = self.queue_ref[0].items
-                report = self.learner.update(items, self.store.current())
-                if report is not None:
-                    self.report = report
+                items = self.queue_ref[0].items if self.queue_ref else []
+                if dirty and items:
+                    dirty = False
+                    report = self.learner.update(items, self.store.current())
+                    if report is not None:
+                        self.report = report
+                # Pixel features for the rest, most doubtful first, a slice at a time (cached in
+                # the workspace); the crops they cover are scored at the next training, or once
+                # all are done, not after every slice.
+                if filling and self.learner.cache.ensure(queue_order(items), limit=2000, stop=self._stop):
+                    dirty = dirty or not self.learner.cache.missing(items)
                 self.error = ""
-                # Pixel features for the rest, most doubtful first, a slice at a time (cached in the workspace).
-                if self.learner.cache.ensure(queue_order(items), limit=2000, stop=self._stop):
-                    self._wake.set()
             except Exception as exc:  # the queue works without the learner; say why it stopped
                 self.error = f"{type(exc).__name__}: {exc}"
-            # Labels arrive in bursts: train at most half the time, so the page's requests never wait long.
+                dirty = False
+                self._wake.wait(timeout=30)  # not in a tight loop: again at the next label, or in 30 s
+            # Labels arrive in bursts: work at most half the time, so the page's requests never wait long.
             time.sleep(max(0.2, time.monotonic() - started))
 
 
