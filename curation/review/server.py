@@ -123,7 +123,7 @@ class ReviewServer:
         lt = self.learner_thread = LearnerThread(self.ws, self.store, [self.queue]) if self.learner else None
         hosts = ("*",) if not is_loopback(self.host) else LOOPBACK
         cfg = AppConfig(token=self.token, allowed_hosts=hosts,
-                        on_decided=lt.wake if lt else (lambda: None), learner_needs=lt.needs if lt else dict)
+                        on_decided=lt.wake if lt else (lambda: None), learner_needs=lt.needs if lt else (lambda: {"off": True}))
         self.app = create_app(self.queue, cfg)
         self._server = None
         self._thread: threading.Thread | None = None

@@ -36,7 +36,7 @@
   function counter() {
     const c = S.counts;
     let text = c ? `${c.left} left of ${c.queue} in the queue · ${c.decided} decided · ${c.total} crops` : "";
-    text += ` · view: ${S.total} ${S.view}`;
+    text += ` · ${S.view} view: ${S.total} crops`;
     if (S.pending) text += ` · saving ${S.pending}`;
     $("counter").textContent = text;
   }
@@ -304,7 +304,7 @@
           (r.agreement !== null && r.baseline !== null && r.agreement > r.baseline
             ? ` · ${r.proposals} proposals (proposals view; Enter confirms those in view)`
             : " · no better than that yet: no proposals, the queue keeps the filters' order")
-        : r.error ? `learner stopped: ${r.error}` : r.needs ? `learner: needs ${r.needs} more labels` : "learner: training…";
+        : r.off ? "learner: off (--no-learner)" : r.error ? `learner stopped: ${r.error}` : r.needs ? `learner: needs ${r.needs} more labels` : "learner: training…";
     } catch (e) { /* the learner is optional */ }
   }
 

@@ -73,6 +73,7 @@ def test_label_by_keyboard_bulk_undo_and_reload(browser, server):
     ids_now = [c for c, _ in decisions(page)]
     assert first[0] not in ids_now and first[2] in ids_now and first[4] in ids_now
     assert "3 decided" in page.text_content("#counter") and counter != page.text_content("#counter")
+    expect(page.locator("#learner")).to_have_text("learner: off (--no-learner)")
     page.select_option("#view", "decided")
     page.wait_for_selector("body[data-view='decided']", state="attached")
     expect(page.locator(".cell")).to_have_count(3)
