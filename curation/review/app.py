@@ -16,6 +16,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from ..dataset_export import sniff_format
 from .guard import Guard
 from .queue import VIEWS, Queue, ViewError
 from .store import Change, ReviewError, check_decision, check_reviewer, check_tag
@@ -80,13 +81,8 @@ class ConfirmBody(BaseModel):
 
 
 def _image_type(data: bytes) -> str:
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return "application/octet-stream"
+    fmt = sniff_format(data, "")
+    return f"image/{fmt.lower()}" if fmt in ("PNG", "JPEG", "WEBP") else "application/octet-stream"
 
 
 def _static(name: str) -> bytes:
