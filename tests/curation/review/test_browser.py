@@ -133,6 +133,15 @@ def test_tags_and_duplicate_groups_by_key(browser, server):
     assert len(group) >= 2
     assert {it.crop_id: state[it.crop_id].decision for it in group} == \
         {it.crop_id: ("accept" if it.keeper else "reject") for it in group}
+    # g selects the whole group of the focused crop, wherever its members are; s skips them all.
+    other = next(g for g in server.queue.groups.values() if g[0].crop_id != group[0].crop_id)
+    page.click(f".cell[data-id='{other[-1].crop_id}']")
+    page.keyboard.press("g")
+    expect(page.locator(".cell.selected")).to_have_count(len(other))
+    page.keyboard.press("s")
+    settled(page)
+    state = store.current()
+    assert all(state[it.crop_id].decision == "skip" for it in other)
     store.close()
     page.select_option("#view", "tag")
     expect(page.locator(".cell")).to_have_count(1)
