@@ -26,10 +26,11 @@ DUPLICATE = "duplicate"
 
 def current_crops(ws: Workspace, cfg) -> list[dict[str, Any]]:
     """The crops the present detector and crop settings make (older settings' crops stay on disk)."""
-    params = cfg.detector.params_json()
+    from .review.items import made_with
+
+    sel = {"detector_params": cfg.detector.params_json(), "margin": cfg.crop.margin, "size": cfg.crop.size}
     return [r for r in tables.read_table(ws, FaceCrop).to_pylist()
-            if r["detector_params"] == params and abs(r["margin"] - cfg.crop.margin) < 1e-6
-            and r["size"] == cfg.crop.size]
+            if made_with(sel, r["detector_params"], r["margin"], r["size"])]
 
 
 def index_folder(ws: Workspace, cfg, images: bool = False) -> Path:

@@ -66,6 +66,11 @@ def read_selection(ws: Workspace) -> dict[str, Any] | None:
         return None
 
 
+def made_with(sel: dict[str, Any], detector_params: str, margin: float, size: int) -> bool:
+    """Whether a crop with these settings is one the selection's settings make."""
+    return detector_params == sel["detector_params"] and abs(margin - sel["margin"]) < 1e-6 and size == sel["size"]
+
+
 def _columns(table) -> dict[str, list]:
     return {name: table.column(name).to_pylist() for name in table.column_names}
 
@@ -81,7 +86,7 @@ def _select(ws: Workspace) -> dict[str, list]:
         sel = {"detector_params": crops["detector_params"][last], "margin": crops["margin"][last],
                "size": crops["size"][last]}
     keep = [i for i, (p, m, s) in enumerate(zip(crops["detector_params"], crops["margin"], crops["size"]))
-            if p == sel["detector_params"] and abs(m - sel["margin"]) < 1e-6 and s == sel["size"]]
+            if made_with(sel, p, m, s)]
     return {k: [v[i] for i in keep] for k, v in crops.items()}
 
 
