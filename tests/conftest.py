@@ -98,3 +98,63 @@ def site():
     yield s
     s.server.shutdown()
     s.server.server_close()
+
+
+def _mount_tmpfs(path: Path, size: str) -> str:
+    """'' when a tmpfs of `size` is mounted at `path`, else why it cannot be."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        return "a full disk is simulated on a small tmpfs, which needs root to mount"
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"cannot run mount: {exc}"
+    return "" if out.returncode == 0 else f"cannot mount a tmpfs here: {out.stderr.strip() or out.returncode}"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A folder on its own 8 MiB filesystem (a tmpfs), so a test can fill it: `small_disk.fill()`
+    leaves about `keep` bytes free, `small_disk.free()` removes the filler. Skipped, with the
+    reason, where it cannot be mounted (not root, no mount permission)."""
+    import subprocess
+
+    root = tmp_path / "small-disk"
+    why = _mount_tmpfs(root, "8m")
+    if why:
+        pytest.skip(why)
+
+    class Disk:
+        path = root
+        filler = root / ".filler"
+
+        def fill(self, keep: int = 0) -> None:
+            """Fill the disk, leaving about `keep` bytes (tmpfs counts whole 4 KiB pages)."""
+            st = os.statvfs(root)
+            free = st.f_bavail * st.f_frsize
+            with open(self.filler, "ab") as f:
+                f.write(b"\0" * max(0, free - keep))
+            # Fill the last pages too, when keep is 0: writes until ENOSPC.
+            if keep == 0:
+                try:
+                    with open(self.filler, "ab") as f:
+                        while True:
+                            f.write(b"\0" * 4096)
+                            f.flush()
+                except OSError:
+                    pass
+
+        def free(self) -> None:
+            self.filler.unlink(missing_ok=True)
+
+        def available(self) -> int:
+            st = os.statvfs(root)
+            return st.f_bavail * st.f_frsize
+
+    try:
+        yield Disk()
+    finally:
+        subprocess.run(["umount", "-l", str(root)], capture_output=True, timeout=30)
