@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import stat
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -20,7 +21,7 @@ from typing import Iterator
 
 from manifests import tables
 from manifests.blobs import BlobStore, sha256_hex
-from manifests.records import ScrapedImage, StoredImage
+from manifests.records import ScrapedImage, StoredImage, escape_text
 from manifests.workspace import Workspace, new_run_id, utcnow
 
 from .decode import DecodeConfig, inspect_image
@@ -61,9 +62,15 @@ class IngestReport:
     input_status: Counter = field(default_factory=Counter)  # of every input's ScrapedImage row
 
 
+URL_LIST_MAX_BYTES = 64 * 1024 * 1024
+
+
 def read_url_list(path: Path) -> list[str]:
     """One URL per line; blank lines and lines starting with # are skipped."""
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    status, reason, data = read_regular(str(path), URL_LIST_MAX_BYTES)
+    if data is None:
+        raise IngestInputError(f"{escape_text(str(path))}: {reason} (a URL list is a text file, one URL per line)")
+    text = data.decode("utf-8-sig", errors="replace")
     return [s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")]
 
 
@@ -71,7 +78,7 @@ def expand_inputs(paths: list[str], exclude: Path | None = None) -> list[Input]:
     """Folders are walked recursively; a .txt named on the command line is a list of URLs."""
     missing = [p for p in paths if not os.path.lexists(p)]
     if missing:
-        raise IngestInputError("no such file or folder: " + ", ".join(missing))
+        raise IngestInputError("no such file or folder: " + ", ".join(map(escape_text, missing)))
     out: list[Input] = []
     seen: set[str] = set()
 
@@ -89,7 +96,7 @@ def expand_inputs(paths: list[str], exclude: Path | None = None) -> list[Input]:
                 dirs[:] = sorted(d for d in dirs if exclude is None or (r / d).resolve() != exclude)
                 for name in sorted(files):
                     add("file", str(r / name))
-        elif p.suffix.lower() == ".txt":
+        elif ".txt" in (p.suffix.lower(), Path(raw).suffix.lower()):  # the name given, or what it links to
             for url in read_url_list(p):
                 add("url", url)
         else:
@@ -133,16 +140,49 @@ def _store(data: bytes, sha: str) -> StoredImage | None:
     )
 
 
+def _special_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_regular(path: str, cap: int) -> tuple[str, str, bytes | None]:
+    """(status, reason, bytes) of a regular file, reading at most `cap` + 1 bytes.
+
+    Only regular files are opened: reading a FIFO waits for a writer forever, and /dev/zero
+    or /dev/urandom (say, behind a symlink) never end while their size reads 0. The size is
+    not trusted either (it can grow, and /proc files claim 0), so the read itself is capped.
+    """
+    try:
+        st = os.stat(path)  # follows symlinks: what a link points at is what would be read
+    except OSError as exc:
+        return "unreadable", f"cannot read the file: {exc.strerror or exc}", None
+    if not stat.S_ISREG(st.st_mode):
+        return "special_file", f"{_special_kind(st.st_mode)}, not a regular file: not read", None
+    if st.st_size > cap:
+        return "too_large", f"{st.st_size:,} bytes is over the {cap:,}-byte cap", None
+    try:
+        # O_NONBLOCK: should the path have become a FIFO since the stat, opening it cannot hang.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        return "unreadable", f"cannot read the file: {exc.strerror or exc}", None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return "special_file", f"{_special_kind(st.st_mode)}, not a regular file: not read", None
+        data = f.read(cap + 1)
+    if len(data) > cap:
+        return "too_large", f"the file grew past the {cap:,}-byte cap while it was read", None
+    return "ok", "", data
+
+
 def _work_file(path: str) -> tuple[str, str, str, StoredImage | None]:
     """-> (input status, reason, sha256, new StoredImage or None when the content is known)."""
-    try:
-        size = os.path.getsize(path)
-        if size > _W["decode"].max_bytes:
-            return "too_large", f"{size:,} bytes is over the {_W['decode'].max_bytes:,}-byte cap", "", None
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        return "unreadable", f"cannot read the file: {exc.strerror or exc}", "", None
+    status, reason, data = read_regular(path, _W["decode"].max_bytes)
+    if data is None:
+        return status, reason, "", None
     sha = sha256_hex(data)
     return "ok", "", sha, _store(data, sha)
 
@@ -194,8 +234,11 @@ class _Writer:
 def _input_row(inp: Input, status: str, reason: str, sha: str, run_id: str) -> ScrapedImage:
     if inp.kind == "file":
         p = Path(inp.uri)
-        return ScrapedImage(source="local", source_id=inp.uri, image_url=p.as_uri(), status=status, reason=reason,
-                            title=p.name, fetched_at=utcnow(), crawl_run_id=run_id, image_sha256=sha)
+        # A name that is not UTF-8 is kept exactly in image_url (percent-encoded bytes) and
+        # readably in source_id and title (backslash escapes).
+        return ScrapedImage(source="local", source_id=escape_text(inp.uri), image_url=p.as_uri(), status=status,
+                            reason=reason, title=escape_text(p.name), fetched_at=utcnow(), crawl_run_id=run_id,
+                            image_sha256=sha)
     return ScrapedImage(source="url", source_id=inp.uri, image_url=inp.uri, status=status, reason=reason,
                         fetched_at=utcnow(), crawl_run_id=run_id, opted_out=status == "opted_out", image_sha256=sha)
 

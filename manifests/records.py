@@ -74,6 +74,7 @@ class ScrapedImage(Record):
     KEY: ClassVar[tuple[str, ...]] = ("source", "source_id", "image_url")
     STATUSES: ClassVar[frozenset[str]] = frozenset({
         "ok", "http_error", "opted_out", "robots_disallowed", "too_large", "unreadable", "invalid",
+        "special_file",  # a FIFO, device or socket met in a folder: never opened for reading
         "filtered",  # left out by a crawl setting (e.g. DeviantArt's adult rating), not fetched
         # pages, keyed "page:<url>": "page" when parsed (extra lists its images), else what it was
         "page", "blocked", "age_gate", "unavailable", "truncated", "not_found", "page_error", "offsite",
@@ -308,6 +309,25 @@ ALL_RECORDS: tuple[type[Record], ...] = (
 PIPELINE_TABLES: tuple[type[Record], ...] = (ScrapedImage, StoredImage, FaceCrop, FilterResult, HashRecord, DupGroup)
 
 
+def escape_text(s: str) -> str:
+    """`s` as valid UTF-8: lone surrogates (a file name that was not UTF-8, decoded by Python with
+    surrogateescape) become backslash escapes of their bytes, `bad\\xff.jpg`. Parquet strings
+    must be UTF-8, and one odd name must not stop a whole run from being written."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _escaped(v: Any) -> Any:
+    if isinstance(v, str):
+        return escape_text(v)
+    if isinstance(v, list):
+        return [_escaped(x) for x in v]
+    return v
+
+
 def to_table(cls: type[Record], records: list[Record]) -> pa.Table:
     """Records -> a pyarrow Table with exactly the class's schema."""
     columns: dict[str, list[Any]] = {name: [] for name in cls.SCHEMA.names}
@@ -317,7 +337,10 @@ def to_table(cls: type[Record], records: list[Record]) -> pa.Table:
         for name in columns:
             v = getattr(r, name)
             columns[name].append(list(v) if isinstance(v, tuple) else v)
-    return pa.Table.from_pydict(columns, schema=cls.SCHEMA)
+    try:
+        return pa.Table.from_pydict(columns, schema=cls.SCHEMA)
+    except UnicodeEncodeError:  # rare: only then pay for checking every string
+        return pa.Table.from_pydict({k: [_escaped(v) for v in col] for k, col in columns.items()}, schema=cls.SCHEMA)
 
 
 def from_table(cls: type[Record], table: pa.Table) -> list[Record]:
@@ -333,5 +356,5 @@ def from_table(cls: type[Record], table: pa.Table) -> list[Record]:
 __all__ = [
     "SCHEMA_VERSION", "Record", "ScrapedImage", "StoredImage", "FaceCrop", "FilterResult",
     "HashRecord", "DupGroup", "Review", "DatasetRow", "ALL_RECORDS", "PIPELINE_TABLES",
-    "to_table", "from_table",
+    "to_table", "from_table", "escape_text",
 ]
