@@ -26,6 +26,7 @@ from manifests.workspace import Workspace, new_run_id, utcnow
 
 from .decode import DecodeConfig, inspect_image
 from .fetch import FetchConfig, Fetcher, FetchResult
+from .workers import die_with_parent
 
 
 class IngestInputError(ValueError):
@@ -109,22 +110,8 @@ def expand_inputs(paths: list[str], exclude: Path | None = None) -> list[Input]:
 _W: dict = {}
 
 
-def _die_with_parent() -> None:
-    """A worker whose driver was killed (SIGKILL, OOM) must not linger: ask Linux to end it."""
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the driver died before the request took effect
-            os._exit(1)
-    except (OSError, AttributeError):
-        pass
-
-
 def _init_worker(known: frozenset, decode: DecodeConfig, home: str) -> None:
-    _die_with_parent()
+    die_with_parent()
     _W.update(known=known, decode=decode, blobs=BlobStore(Path(home)))
 
 

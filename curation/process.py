@@ -13,7 +13,6 @@ import concurrent.futures as cf
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -30,6 +29,7 @@ from .crop import CropConfig, crop_id, make_crop, square_box
 from .detect import DetectorConfig, Face, detect_faces, detector_version, disagreement, prepare
 from .filters import VERSIONS, FilterConfig, Verdict, run_face_filters, run_image_filters
 from .hashes import HashConfig, hash_records, sha256_of_image_pixels
+from .workers import die_with_parent, forkserver_context
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,7 @@ _W: dict = {}
 
 
 def _init_worker(home: str, cfg: ProcessConfig, det_key: str, det_version: str) -> None:
-    from .ingest import _die_with_parent
-
-    _die_with_parent()
+    die_with_parent()
     import cv2
 
     cv2.setNumThreads(1)  # the pool already has a process per core: OpenCV's own threads would contend
@@ -290,11 +288,9 @@ def _run(jobs: list[Job], ws: Workspace, cfg: ProcessConfig, det_key: str, det_v
     from tqdm import tqdm
 
     workers = min(cfg.workers or os.cpu_count() or 1, len(jobs))
-    # Not "fork": a process that has already run OpenCV (a test, a notebook, the demo) holds its
-    # thread pool's locks, and a forked copy can hang on them in detectMultiScale. A fork
-    # server starts clean once and hands out workers that import the detectors only once.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["curation.process"])
+    # A fork server starts clean once (no OpenCV locks held) and hands out workers that
+    # import the detectors only once.
+    ctx = forkserver_context(["curation.process"])
     with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                 initargs=(str(ws.home), cfg, det_key, det_version)) as pool, \
             tqdm(total=len(jobs), unit="img", desc="process", disable=None if progress else True) as bar:
