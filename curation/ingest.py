@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from manifests import tables
+from manifests.atomic import DiskFull
 from manifests.blobs import BlobStore, sha256_hex
 from manifests.records import ScrapedImage, StoredImage, escape_text
 from manifests.workspace import Workspace, new_run_id, utcnow
@@ -180,6 +181,8 @@ def _work_files(paths: list[str]) -> list[tuple[str, str, str, StoredImage | Non
     for p in paths:
         try:
             out.append(_work_file(p))
+        except DiskFull:
+            raise  # not this input's fault: every later write would fail the same way
         except Exception as exc:  # one input's failure must not end the run
             out.append(("unreadable", f"{type(exc).__name__}: {exc}", "", None))
     return out
@@ -249,8 +252,11 @@ def ingest(paths: list[str], ws: Workspace, cfg: IngestConfig | None = None, pro
             for r in tables.read_table(ws, ScrapedImage, ["source", "source_id", "image_url", "image_sha256", "status"]).to_pylist()
         }
         writer = _Writer(ws, run_id, cfg)
+        done: set[str] = set()
+        full: DiskFull | None = None
         try:
             for inp, (status, reason, sha, stored) in _run(inputs, ws, cfg, frozenset(known), progress):
+                done.add(inp.uri)
                 if stored is not None and stored.image_sha256 in known:
                     stored = None  # the same bytes came twice in this run
                 if stored is not None:
@@ -263,11 +269,31 @@ def ingest(paths: list[str], ws: Workspace, cfg: IngestConfig | None = None, pro
                 row = _input_row(inp, status, reason, sha, run_id)
                 unchanged = previous.get((row.source, row.source_id, row.image_url)) == (sha, status)
                 writer.add(None if unchanged else row, stored)
+        except DiskFull as exc:
+            full = exc.needing(_bytes_left(inputs, done))
         finally:
-            writer.flush()
+            try:
+                writer.flush()  # what was decoded is kept, as far as it fits
+            except DiskFull:
+                if full is None:
+                    raise
+        if full is not None:
+            raise full
         tables.compact(ws, StoredImage, run_id)
         tables.compact(ws, ScrapedImage, run_id)
     return report
+
+
+def _bytes_left(inputs: list[Input], done: set[str]) -> int:
+    """What the inputs not yet stored would take (files by their size; manifests about 5% more)."""
+    total = 0
+    for inp in inputs:
+        if inp.kind == "file" and inp.uri not in done:
+            try:
+                total += os.stat(inp.uri).st_size
+            except OSError:
+                pass
+    return int(total * 1.05)
 
 
 def _run(inputs: list[Input], ws: Workspace, cfg: IngestConfig, known: frozenset, progress: bool
@@ -306,8 +332,12 @@ def _run(inputs: list[Input], ws: Workspace, cfg: IngestConfig, known: frozenset
                     bar.update(len(job))
                     try:
                         results = fut.result()
-                    except cf.process.BrokenProcessPool:
-                        raise  # a decoder crashed its process: rows so far are kept, rerun resumes
+                    except (cf.process.BrokenProcessPool, DiskFull):
+                        # A decoder crashed its process, or the disk is full: rows so far are
+                        # kept and a rerun resumes; what is queued is not started.
+                        for other in pending:
+                            other.cancel()
+                        raise
                     except Exception as exc:  # one input's failure must not end the run
                         results = [("unreadable", f"{type(exc).__name__}: {exc}", "", None)] * len(job)
                     yield from zip(job, results)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from manifests import tables
-from manifests.atomic import write_bytes_atomic
+from manifests.atomic import DiskFull, write_bytes_atomic
 from manifests.records import FaceCrop, FilterResult, HashRecord, ScrapedImage, StoredImage
 from manifests.workspace import Workspace, new_run_id
 
@@ -134,6 +134,8 @@ def work(job: Job) -> Outcome:
     """All the pixel work for one image. Never raises: a failure is an Outcome with an error."""
     try:
         out = _work(job)
+    except DiskFull:
+        raise  # not this image's fault: the run stops (recording it as seen would skip it for good)
     except Exception as exc:  # one bad image must cost one row, not the run
         out = Outcome(job.image_sha256, error=f"{type(exc).__name__}: {exc}")
     out.detected = job.faces is None and not job.filters_only
@@ -211,6 +213,13 @@ def _work(job: Job) -> Outcome:
 
 
 # --- driver side ----------------------------------------------------------------------------
+
+
+def _size_of(ws: Workspace, rel: str) -> int:
+    try:
+        return (ws.home / rel).stat().st_size
+    except OSError:
+        return 0
 
 
 @dataclass
@@ -291,12 +300,19 @@ def _run(jobs: list[Job], ws: Workspace, cfg: ProcessConfig, det_key: str, det_v
     # A fork server starts clean once (no OpenCV locks held) and hands out workers that
     # import the detectors only once.
     ctx = forkserver_context(["curation.process"])
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                initargs=(str(ws.home), cfg, det_key, det_version)) as pool, \
-            tqdm(total=len(jobs), unit="img", desc="process", disable=None if progress else True) as bar:
-        for outcome in pool.map(work, jobs, chunksize=4):
-            bar.update(1)
-            yield outcome
+    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(str(ws.home), cfg, det_key, det_version))
+    try:
+        with tqdm(total=len(jobs), unit="img", desc="process", disable=None if progress else True) as bar:
+            for outcome in pool.map(work, jobs, chunksize=4):
+                bar.update(1)
+                yield outcome
+    except BaseException:
+        # A full disk, a Ctrl-C, or the caller giving up: the images not started are not
+        # started (map queued them all), so the run ends in seconds, not after each failed.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def process(ws: Workspace, cfg: ProcessConfig | None = None, progress: bool = True) -> ProcessReport:
@@ -319,8 +335,12 @@ def process(ws: Workspace, cfg: ProcessConfig | None = None, progress: bool = Tr
                 tables.append(ws, cls, buffers[cls], run_id, meta)
                 buffers[cls] = []
 
+        jobs = detect + recrop + refilter
+        done, crop_bytes = 0, 0
+        full: DiskFull | None = None
         try:
-            for outcome in _run(detect + recrop + refilter, ws, cfg, det_key, det_version, progress):
+            for outcome in _run(jobs, ws, cfg, det_key, det_version, progress):
+                done += 1
                 if outcome.error:
                     report.images_failed += 1
                     report.errors.append(f"{outcome.image_sha256[:12]}: {outcome.error}")
@@ -333,11 +353,23 @@ def process(ws: Workspace, cfg: ProcessConfig | None = None, progress: bool = Tr
                 buffers[FilterResult] += outcome.filters
                 buffers[HashRecord] += outcome.hashes
                 report.crops_new += len(outcome.crops)
+                crop_bytes += sum(_size_of(ws, c.crop_path) for c in outcome.crops)
                 if sum(map(len, buffers.values())) >= cfg.part_rows or time.monotonic() - last > cfg.part_seconds:
                     flush()
                     last = time.monotonic()
+        except DiskFull as exc:
+            # What the rest would take: crops at this run's average so far (a 128 px PNG is
+            # ~30 KB), plus the rows.
+            per_image = crop_bytes / done if done and crop_bytes else 3 * cfg.crop.size ** 2 * 0.6
+            full = exc.needing(int((len(jobs) - done) * (per_image + 2000)))
         finally:
-            flush()
+            try:
+                flush()
+            except DiskFull:
+                if full is None:
+                    raise
+        if full is not None:
+            raise full
         report.images_detected, report.images_recropped, report.rejudged = len(detect), len(recrop), len(refilter)
         report.duplicates, report.borderline = dedup(ws, cfg, run_id, changed=report.did_work)
         for cls in (FaceCrop, HashRecord, FilterResult):

@@ -2,14 +2,72 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} GB"
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Space left to an unprivileged writer on the disk that holds `folder` (None: unknown)."""
+    for p in (Path(folder), *Path(folder).parents):
+        try:
+            st = os.statvfs(p)
+            return st.f_bavail * st.f_frsize
+        except OSError:
+            continue
+    return None
+
+
+class DiskFull(Exception):
+    """A write found its disk full (or over quota). Not an OSError on purpose: code that treats
+    an unreadable input as one bad row (`except OSError`) must not swallow it, since every
+    later write would fail the same way. Picklable, so it crosses from a worker process."""
+
+    def __init__(self, folder: str | os.PathLike[str], needed: int = 0, free: int | None = None) -> None:
+        super().__init__(str(folder), int(needed), free)
+
+    folder = property(lambda self: self.args[0])
+    needed = property(lambda self: self.args[1])
+    free = property(lambda self: self.args[2])
+
+    def needing(self, needed: int) -> "DiskFull":
+        """The same error with the stage's estimate of what the rest of its work needs."""
+        return DiskFull(self.folder, max(needed, self.needed), self.free)
+
+    def __str__(self) -> str:
+        free = f"{human_bytes(self.free)} free" if self.free is not None else "no space left"
+        need = f"; about {human_bytes(self.needed)} more are needed" if self.needed else ""
+        return (f"the disk is full writing to {self.folder} ({free}{need}). Free some space and run the same "
+                "command again: what was written so far is kept")
+
+
+@contextlib.contextmanager
+def space_for(folder: Path, needed: int = 0) -> Iterator[None]:
+    """Turn "no space left on device" inside the block into DiskFull naming `folder`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise DiskFull(folder, needed, free_bytes(folder)) from None
+        raise
 
 
 def _temp_beside(path: Path) -> Path:
@@ -29,14 +87,19 @@ def write_bytes_atomic(path: Path, data: bytes, *, exclusive: bool = False, dura
     (returns False), which is how immutable files (blobs, dataset versions) stay immutable.
     durable=False skips the fsyncs: still atomic against a killed process, not against a power
     cut; for content-addressed files whose name is their checksum, so damage is detectable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_beside(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    return _publish(tmp, path, exclusive, durable)
+    with space_for(path.parent, len(data)):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(data)
+                if durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk (or a Ctrl-C) leaves no half file behind
+            raise
+        return _publish(tmp, path, exclusive, durable)
 
 
 def _publish(tmp: Path, path: Path, exclusive: bool, durable: bool = True) -> bool:
@@ -68,15 +131,20 @@ def decode_metadata(raw: dict[bytes, bytes] | None) -> dict[str, str]:
 
 def write_parquet_atomic(path: Path, table: pa.Table, meta: dict[str, Any], *, exclusive: bool = False) -> bool:
     """Write a Parquet file with headshot's key-value metadata, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     existing = table.schema.metadata or {}
     table = table.replace_schema_metadata({**existing, **encode_metadata(meta)})
     tmp = _temp_beside(path)
-    with open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="zstd")
-        f.flush()
-        os.fsync(f.fileno())
-    return _publish(tmp, path, exclusive)
+    with space_for(path.parent, table.nbytes):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                pq.write_table(table, f, compression="zstd")
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return _publish(tmp, path, exclusive)
 
 
 def read_metadata(path: Path) -> dict[str, str]:

@@ -99,7 +99,12 @@ class Workspace:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} running {what}".encode(), 0)
             self._clean_stale_temps()
-            yield
+            try:
+                yield
+            finally:
+                # The holder's own workers have ended by now: a temp file left is one a failed
+                # write (a full disk, a killed worker) could not remove. Gone before the lock is.
+                self._clean_stale_temps()
         finally:
             _HELD_LOCKS.discard(fd)
             os.close(fd)

@@ -215,12 +215,32 @@ def demo(
     run_demo(home or _State.home or "demo-workspace", count=count, echo=typer.echo)
 
 
+def _disk_full_line(exc: BaseException) -> str | None:
+    """One line for a full disk, wherever in a command it struck; None for anything else."""
+    from manifests.atomic import NO_SPACE, DiskFull, free_bytes
+
+    if isinstance(exc, DiskFull):
+        return f"headshot: error: {exc}"
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+        from pathlib import Path
+
+        where = Path(exc.filename).parent if exc.filename else Path.cwd()
+        return f"headshot: error: {DiskFull(where, 0, free_bytes(where))}"
+    return None
+
+
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
         typer.echo("interrupted: rows written so far are kept; run the same command again to resume", err=True)
         sys.exit(130)
+    except Exception as exc:
+        line = _disk_full_line(exc)
+        if line is None:
+            raise
+        typer.echo(line, err=True)
+        sys.exit(4)
 
 
 # Registers `dataset build/export/list/diff` on dataset_app and `review` on app; last, so those
