@@ -86,9 +86,9 @@ def _sources(ws: Workspace, rows: list[DatasetRow]) -> list[Path]:
     paths = []
     for r in rows:
         try:
-            p = ws.absolute(r.crop_path)
+            p = ws.crop_file(r.crop_path)
         except ValueError:
-            raise ExportError(f"crop {r.crop_id}: its path {r.crop_path!r} points outside the workspace") from None
+            raise ExportError(f"crop {r.crop_id}: its path {r.crop_path!r} is not in the workspace's crops folder") from None
         if not p.is_file():
             raise ExportError(f"crop {r.crop_id}: file {r.crop_path} is missing from the workspace {ws.home}; "
                               "nothing was exported (rerun `headshot process` to crop it again)")
@@ -127,7 +127,7 @@ def _temp_beside(out: Path) -> Path:
 
 
 def _place(src: Path, dst: Path, link: bool) -> bool:
-    """Hard link when allowed and possible, else copy. True when linked."""
+    """Hard link when asked and possible, else copy. True when linked."""
     if link:
         try:
             os.link(src, dst)
@@ -219,7 +219,7 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
 
 
 def export_dataset(ws: Workspace, name: str, version: int | None, out: str | os.PathLike[str], fmt: str = "folder",
-                   overwrite: bool = False, link: bool = True) -> ExportResult:
+                   overwrite: bool = False, link: bool = False) -> ExportResult:
     """Export version `version` (None: the latest) of dataset `name` to `out` in `fmt`."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")

@@ -113,6 +113,9 @@ def _record(v: Verdict, subject: str, cfg: FilterConfig) -> FilterResult:
     return replace(v.record(subject), doubtful=bool(v.doubtful), version=filter_version(v.filter, cfg))
 
 
+CROP_MODE = 0o444
+
+
 def crop_relpath(cid: str) -> str:
     return f"crops/{cid[:2]}/{cid}.png"
 
@@ -199,7 +202,9 @@ def _work(job: Job) -> Outcome:
         crop.save(buf, "PNG", optimize=False)
         rel = crop_relpath(cid)
         if not (home / rel).exists():
-            write_bytes_atomic(home / rel, buf.getvalue(), durable=False)
+            # Read-only: a crop is shared by every dataset version that holds it, so a tool
+            # that edits an image in place (a hard-linked export) must not change it for all.
+            write_bytes_atomic(home / rel, buf.getvalue(), durable=False, mode=CROP_MODE)
         out.crops.append(FaceCrop(
             crop_id=cid, image_sha256=job.image_sha256, box_x=face.x, box_y=face.y, box_w=face.w, box_h=face.h,
             margin=cfg.crop.margin, detector=face.detector, detector_version=_W["det_version"],

@@ -82,16 +82,20 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: Path, data: bytes, *, exclusive: bool = False, durable: bool = True) -> bool:
+def write_bytes_atomic(path: Path, data: bytes, *, exclusive: bool = False, durable: bool = True,
+                       mode: int | None = None) -> bool:
     """Write `data` to `path` atomically. With exclusive=True an existing file is never replaced
     (returns False), which is how immutable files (blobs, dataset versions) stay immutable.
     durable=False skips the fsyncs: still atomic against a killed process, not against a power
-    cut; for content-addressed files whose name is their checksum, so damage is detectable."""
+    cut; for content-addressed files whose name is their checksum, so damage is detectable.
+    `mode` sets the file's permission bits (0o444: a file nobody should edit in place)."""
     tmp = _temp_beside(path)
     with space_for(path.parent, len(data)):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
+                if mode is not None:
+                    os.fchmod(f.fileno(), mode)
                 f.write(data)
                 if durable:
                     f.flush()

@@ -37,7 +37,7 @@ class BlobStore:
             # Same name, same bytes: a concurrent writer's rename is harmless, so no exclusive
             # link is needed. The name is the checksum, so a blob damaged by a power cut is
             # detectable and re-fetchable: no fsync per image (it halved ingest throughput).
-            write_bytes_atomic(path, data, durable=False)
+            write_bytes_atomic(path, data, durable=False, mode=0o444)  # originals are never edited
         return rel
 
     def path(self, rel: str) -> Path:

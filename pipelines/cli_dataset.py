@@ -81,7 +81,9 @@ def dataset_export(
     fmt: str = typer.Option("folder", "--format", help="folder: split/class/crop files for torchvision ImageFolder; "
                             "parquet: one file with the image bytes in a column."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export at --out."),
-    copy: bool = typer.Option(False, "--copy", help="Always copy crop files (default: hard-link when possible)."),
+    link: bool = typer.Option(False, "--link", help="Hard-link crop files instead of copying them, where the filesystem "
+                              "allows: no extra space, but the export shares the workspace's (read-only) files."),
+    copy: bool = typer.Option(False, "--copy", help="Copy crop files (the default; kept for scripts that pass it)."),
 ) -> None:
     """Write a dataset version as files other tools read as they are, with the lineage of every crop.
 
@@ -92,7 +94,9 @@ def dataset_export(
 
     try:
         name, version = parse_ref(ref)
-        res = export_dataset(_workspace(create=False), name, version, out, fmt, overwrite=overwrite, link=not copy)
+        if link and copy:
+            raise DatasetError("--link and --copy contradict each other: choose one")
+        res = export_dataset(_workspace(create=False), name, version, out, fmt, overwrite=overwrite, link=link)
     except DatasetError as exc:
         _fail(str(exc))
     except OSError as exc:

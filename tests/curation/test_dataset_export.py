@@ -59,7 +59,7 @@ def test_folder_export_reads_as_an_image_folder_per_split(built, tmp_path):
     rows = read_version(built, "faces", 2)
     out = tmp_path / "exports" / "faces"
     res = export_dataset(built, "faces", 2, out)
-    assert res.path == out and res.rows == len(rows) and res.linked == len(rows) and res.copied == 0
+    assert res.path == out and res.rows == len(rows) and res.linked == 0 and res.copied == len(rows)
     splits = {r.split for r in rows}
     assert splits == {"train", "val"}, "the seed was chosen to fill both splits"
     for split in splits:
@@ -84,11 +84,50 @@ def test_folder_export_reads_as_an_image_folder_per_split(built, tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["faces"]  # no temp left beside it
 
 
-def test_copies_instead_of_links_when_asked(built, tmp_path):
-    res = export_dataset(built, "faces", None, tmp_path / "copied", link=False)
-    assert res.version.version == 2 and res.linked == 0 and res.copied == res.rows
-    f = next((tmp_path / "copied").rglob("*.png"))
-    assert f.stat().st_nlink == 1
+def test_an_edited_export_leaves_the_workspace_and_later_versions_alone(built, tmp_path):
+    from PIL import Image, ImageOps
+
+    from manifests.blobs import sha256_hex
+
+    rows = read_version(built, "faces", 2)
+    before = {r.crop_id: sha256_hex((built.home / r.crop_path).read_bytes()) for r in rows}
+    res = export_dataset(built, "faces", 2, tmp_path / "mine")
+    assert res.copied == res.rows and res.linked == 0
+    for f in (tmp_path / "mine").rglob("*.png"):  # what a user's clean-up script does: edit in place
+        with Image.open(f) as im:
+            edited = ImageOps.invert(im.convert("RGB"))
+        edited.save(f)
+    assert {r.crop_id: sha256_hex((built.home / r.crop_path).read_bytes()) for r in rows} == before
+    again = export_dataset(built, "faces", 2, tmp_path / "again")
+    for r in rows:
+        f = tmp_path / "again" / r.split / class_folder(r.tags) / f"{r.crop_id}.png"
+        assert sha256_hex(f.read_bytes()) == before[r.crop_id]
+
+
+def test_links_only_when_asked_and_crops_are_read_only(built, tmp_path):
+    import stat
+
+    res = export_dataset(built, "faces", None, tmp_path / "linked", link=True)
+    assert res.version.version == 2 and res.linked == res.rows and res.copied == 0
+    r = read_version(built, "faces", 2)[0]
+    exported = tmp_path / "linked" / r.split / class_folder(r.tags) / f"{r.crop_id}.png"
+    crop = built.home / r.crop_path
+    assert exported.stat().st_ino == crop.stat().st_ino and crop.stat().st_nlink == 2
+    # The workspace writes its crops read-only, so an editor refuses to save over a linked one
+    # (root ignores the bits; everyone else gets a permission error).
+    assert stat.S_IMODE(crop.stat().st_mode) == 0o444
+    copied = export_dataset(built, "faces", None, tmp_path / "copied")
+    f = tmp_path / "copied" / r.split / class_folder(r.tags) / f"{r.crop_id}.png"
+    assert f.stat().st_nlink == 1 and stat.S_IMODE(f.stat().st_mode) & 0o200  # the copy is the user's to edit
+
+
+def test_a_crop_path_outside_the_crops_folder_is_refused(built, tmp_path):
+    rows = read_version(built, "faces", 2)
+    forged = [replace(rows[0], crop_path="review.sqlite")] + rows[1:]
+    info = write_version(built, "forged", forged, "test", {})
+    with pytest.raises(ExportError, match="not in the workspace's crops folder"):
+        export_dataset(built, "forged", info.version, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_parquet_export_reads_in_pandas_and_duckdb(built, tmp_path):
