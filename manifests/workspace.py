@@ -81,6 +81,19 @@ class Workspace:
             raise ValueError(f"{rel!r} points outside the workspace")
         return p
 
+    def crop_file(self, rel: str) -> Path:
+        """The crop file a manifest row names, only if it lies in crops/ once every symlink is
+        resolved: a crafted crop_path must never hand out review.sqlite, a manifest or a file a
+        link inside crops/ points at."""
+        try:
+            crops = self.crops.resolve()
+            p = (self.home / rel).resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+            raise ValueError(f"crop path {rel!r} cannot be resolved: {exc}") from None
+        if crops not in p.parents:
+            raise ValueError(f"crop path {rel!r} is not inside {crops}")
+        return p
+
     @contextlib.contextmanager
     def writer_lock(self, what: str = "write") -> Iterator[None]:
         """One writer at a time; a killed writer's lock goes with its process."""

@@ -94,12 +94,13 @@ class Queue:
             return True
 
     def crop_file(self, crop_id: str) -> Path | None:
-        """The file of a known crop: the path comes from the manifest, never from the request."""
+        """The file of a known crop: the path comes from the manifest, never from the request, and
+        only a file inside crops/ is served (a crafted row may name any file of the workspace)."""
         it = self.by_id.get(crop_id)
         if it is None:
             return None
         try:
-            path = self.ws.absolute(it.crop_path)
+            path = self.ws.crop_file(it.crop_path)
         except ValueError:
             return None
         return path if path.is_file() else None
