@@ -2,27 +2,36 @@
 
 Security: images are served by crop id only (the path comes from the manifest); the page
 puts every scraped text in the DOM as text, and a Content-Security-Policy forbids inline
-script; guard.py checks the Host header and the token on every request.
+script; guard.py checks the Host header and the token on every request, and refuses writes
+from another origin. Bodies refuse unknown fields; who made a decision (human or model) is
+decided here from the endpoint, never taken from the client. A full disk answers 507 and
+writes nothing, so the page can send the same keys again.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Callable
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..dataset_export import sniff_format
 from .guard import Guard
 from .queue import VIEWS, Queue, ViewError
-from .store import Change, ReviewError, check_decision, check_reviewer, check_tag
+from .store import Change, ReviewError, StoreUnavailable, check_decision, check_reviewer, check_tag
 
 CROP_ID = re.compile(r"^[0-9a-f]{8,64}$")
 STATIC = {"review.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8"}
+log = logging.getLogger("headshot.review")
+
+
 @dataclass
 class AppConfig:
     token: str | None = None  # required on every request when set
@@ -32,14 +41,21 @@ class AppConfig:
     learner_needs: Callable[[], dict] = field(default=lambda: {})  # how many more labels it needs
 
 
-class DecideBody(BaseModel):
+class Body(BaseModel):
+    """Every request body: an unknown field is refused, never ignored. The origin of a decision
+    (human, model) is the server's to say, from the endpoint the page used; a client that
+    sends one is told so instead of having it quietly dropped or, worse, believed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DecideBody(Body):
     reviewer: str
     ids: list[str] = Field(min_length=1, max_length=100_000)
     decision: str
-    origin: str = "human"
 
 
-class Op(BaseModel):
+class Op(Body):
     op: str  # decide | tag
     ids: list[str] = Field(min_length=1, max_length=100_000)
     decision: str | None = None
@@ -47,37 +63,55 @@ class Op(BaseModel):
     on: bool = True
 
 
-class BatchesBody(BaseModel):
+class BatchesBody(Body):
     """Several key presses sent together: each is still its own batch (transaction, undo step)."""
 
     reviewer: str
     ops: list[Op] = Field(min_length=1, max_length=1000)
 
 
-class TagBody(BaseModel):
+class TagBody(Body):
     reviewer: str
     ids: list[str] = Field(min_length=1, max_length=100_000)
     tag: str
     on: bool = True
 
 
-class UndoBody(BaseModel):
+class UndoBody(Body):
     reviewer: str
 
 
-class TagNameBody(BaseModel):
+class TagNameBody(Body):
     key: int
     name: str | None = None
 
 
-class GroupBody(BaseModel):
+class GroupBody(Body):
     reviewer: str
     crop_id: str
 
 
-class ConfirmBody(BaseModel):
+class ConfirmBody(Body):
     reviewer: str
     proposals: dict[str, str] = Field(min_length=1, max_length=100_000)  # crop id -> the decision shown
+
+
+def _validation_detail(errors: list[dict]) -> str:
+    """A 422's detail as one readable line. The raw `input` and `ctx` are never echoed: a NaN
+    or Infinity in them cannot be written as JSON (FastAPI's own handler answers 500 then)."""
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(x) for x in e.get("loc", ()))
+        given = e.get("input")
+        if e.get("type") == "json_invalid":
+            why = f"the body is not valid JSON ({str((e.get('ctx') or {}).get('error', ''))[:200]})"
+        elif isinstance(given, float) and not math.isfinite(given):
+            why = f"{given!r} is not a JSON number ({e.get('msg', '')})"
+        else:
+            why = str(e.get("msg", "invalid"))
+        parts.append(f"{where}: {why}" if where else why)
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "invalid request: " + "; ".join(parts) + more
 
 
 def _image_type(data: bytes) -> str:
@@ -107,6 +141,17 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
     async def refused(request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_detail(list(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(StoreUnavailable)
+    async def unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # 507 Insufficient Storage: nothing was written, so the page keeps the keys and sends them
+        # again; one line in the log says why (a traceback would bury it).
+        log.error("%s %s not saved: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": str(exc)}, status_code=507)
+
     @app.get("/")
     def index() -> Response:
         return Response(_static("index.html"), media_type="text/html; charset=utf-8",
@@ -125,7 +170,10 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
         path = queue.crop_file(crop_id) if CROP_ID.match(crop_id) else None
         if path is None:
             raise HTTPException(404, "no crop with this id")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError:  # removed or replaced since the check: as if it never was
+            raise HTTPException(404, "no crop with this id") from None
         return Response(data, media_type=_image_type(data), headers={"Cache-Control": "private, max-age=86400"})
 
     @app.get("/api/meta")
@@ -166,7 +214,7 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
     @app.post("/api/decide")
     def decide(body: DecideBody) -> dict[str, Any]:
         ids = known(body.ids)
-        return answer(store.record([Change(c, body.decision) for c in ids], body.reviewer, body.origin), ids)
+        return answer(store.record([Change(c, body.decision) for c in ids], body.reviewer, origin="human"), ids)
 
     def tag_changes(ids: list[str], tag: str, on: bool, tags: dict[str, tuple[str, ...]]) -> list[Change]:
         changes = []
@@ -181,11 +229,12 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
     def tag(body: TagBody) -> dict[str, Any]:
         ids = known(body.ids)
         tags = {c: s.tags for c, s in store.current().items()}
-        return answer(store.record(tag_changes(ids, body.tag, body.on, tags), body.reviewer), ids)
+        return answer(store.record(tag_changes(ids, body.tag, body.on, tags), body.reviewer, origin="human"), ids)
 
     @app.post("/api/batches")
     def batches(body: BatchesBody) -> dict[str, Any]:
-        """Decisions and tags in key-press order; all are checked before the first is written."""
+        """Decisions and tags in key-press order, each its own batch; all are checked, then all are
+        written in one transaction or none (a page that retries after a refusal never doubles one)."""
         tags = {c: s.tags for c, s in store.current().items()}
         planned, touched = [], []
         for op in body.ops:
@@ -198,7 +247,7 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
             else:
                 raise ReviewError(f"an op must be 'decide' or 'tag' (with a tag), not {op.op!r}")
         check_reviewer(body.reviewer)
-        written = [store.record(changes, body.reviewer) for changes in planned]
+        written = store.record_many(planned, body.reviewer, origin="human")
         return answer(written[-1], list(dict.fromkeys(touched)))
 
     @app.post("/api/group-decide")
@@ -207,7 +256,7 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
         known([body.crop_id])
         members = queue.group_of(body.crop_id)
         changes = [Change(it.crop_id, "accept" if it.keeper else "reject") for it in members]
-        return answer(store.record(changes, body.reviewer), [c.crop_id for c in changes])
+        return answer(store.record(changes, body.reviewer, origin="human"), [c.crop_id for c in changes])
 
     @app.post("/api/confirm")
     def confirm(body: ConfirmBody) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The review app's gate, as plain ASGI (no per-request task or stream, unlike an HTTP middleware):
 the Host header must name this server (no DNS rebinding); with a token, every request must
-carry it (header, cookie, or `?token=` once, which sets the cookie); every answer gets the
-security headers."""
+carry it (header, cookie, or `?token=` once, which sets the cookie); a write must come from the
+page itself (no cross-site request forgery); every answer gets the security headers."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
 COOKIE = "headshot_token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+SAME_SITE = ("same-origin", "none")  # Sec-Fetch-Site: the page itself, or the user typing a URL
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
                                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
@@ -33,6 +35,23 @@ class Guard:
                     + [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]})
         await send({"type": "http.response.body", "body": body})
 
+    @staticmethod
+    def _cross_site(method: str, headers: dict[str, str]) -> str:
+        """Why a write is another site's doing ('' when it is not). Browsers send Origin (and
+        Sec-Fetch-Site) on every POST, so a form or fetch on another page, which carries the
+        cookie and would pass the token check, is told apart here. A request with neither
+        header (curl, a script) is no browser acting for another site and passes."""
+        if method.upper() in SAFE_METHODS:
+            return ""
+        origin = headers.get("origin")
+        own = "http://" + headers.get("host", "")
+        if origin is not None and origin.lower() != own.lower():
+            return f"Origin {origin[:100]!r} is not this page's {own[:100]!r}"
+        site = headers.get("sec-fetch-site")
+        if site is not None and site.strip().lower() not in SAME_SITE:
+            return f"Sec-Fetch-Site is {site[:40]!r}, not same-origin"
+        return ""
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
@@ -40,6 +59,9 @@ class Guard:
         host = headers.get("host", "").rsplit(":", 1)[0].strip("[]")
         if "*" not in self.allowed_hosts and host not in self.allowed_hosts:
             return await self._refuse(send, 400, f"host {host!r} is not served here")
+        why = self._cross_site(scope.get("method", "GET"), headers)
+        if why:
+            return await self._refuse(send, 403, f"cross-origin writes are refused: {why}")
         from_query = False
         if self.token:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 import socket
 import threading
@@ -17,10 +18,60 @@ from .queue import Queue
 from .store import ReviewStore
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TOKEN_MIN = 16  # new_token() gives 32; a short one could be guessed over the network
+_TOKEN = re.compile(r"^[A-Za-z0-9._~-]+$")  # travels in a URL, a header and a cookie unquoted
 
 
 class ReviewServerError(ValueError):
     pass
+
+
+def is_wildcard(host: str) -> bool:
+    """0.0.0.0, :: or '': every interface, an address to listen on but not one to open."""
+    try:
+        return host == "" or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def check_token(token: str | None) -> None:
+    if token is None:
+        return
+    if len(token) < TOKEN_MIN:
+        raise ReviewServerError(f"the access token must be at least {TOKEN_MIN} characters long, not {len(token)} "
+                                "(leave --token out and headshot review makes one)")
+    if not _TOKEN.match(token):
+        raise ReviewServerError("the access token may hold only letters, digits and . _ ~ - "
+                                "(it travels in a URL and a cookie)")
+
+
+def _primary_address(family: int, probe: str) -> str | None:
+    """This machine's address on its default route. connect() on a UDP socket only picks a
+    route, it sends no packet; None when there is no route (offline)."""
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((probe, 9))
+            addr = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if ipaddress.ip_address(addr).is_loopback or ipaddress.ip_address(addr).is_unspecified else addr
+
+
+def other_addresses(host: str) -> list[str]:
+    """Where other machines reach a server listening on the wildcard `host` (URL-ready hosts)."""
+    found = []
+    v4 = _primary_address(socket.AF_INET, "10.254.254.254")
+    if v4:
+        found.append(v4)
+    if ":" in host:
+        v6 = _primary_address(socket.AF_INET6, "fd00::1")
+        if v6:
+            found.append(f"[{v6}]")
+    if not found:
+        name = socket.gethostname()  # no route: the name may still resolve on the local network
+        if name and name != "localhost":
+            found.append(name)
+    return found
 
 
 def is_loopback(host: str) -> bool:
@@ -116,6 +167,7 @@ class ReviewServer:
             raise ReviewServerError(
                 f"--host {self.host} makes the queue reachable from other machines: it needs an access token "
                 "(--token, or let headshot review make one)")
+        check_token(self.token or None)
         # The queue first: a workspace with nothing to review is refused before review.sqlite is made.
         report = lambda: lt.report if lt else None  # noqa: E731
         self.queue = Queue(self.ws, None, learner_report=report)
@@ -129,11 +181,18 @@ class ReviewServer:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
 
+    def _url(self, host: str) -> str:
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        base = f"http://{host}:{self.port}/"
-        return base + (f"?token={self.token}" if self.token else "")
+        """An address to open: a wildcard host (0.0.0.0, ::) is where to listen, not where to go."""
+        return self._url("127.0.0.1" if is_wildcard(self.host) else self.host)
+
+    def other_urls(self) -> list[str]:
+        """For a wildcard host, the addresses other machines open (this one's on its networks)."""
+        return [self._url(h) for h in other_addresses(self.host)] if is_wildcard(self.host) else []
 
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -142,6 +201,11 @@ class ReviewServer:
         # Accepted connections inherit this on Linux; without it every keep-alive answer waits
         # ~40 ms for a delayed ACK (Nagle), which caps labelling at ~20 requests a second.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if family == socket.AF_INET6 and is_wildcard(self.host):
+            try:  # :: serves IPv4 too (where the system allows), so the printed 127.0.0.1 URL opens
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            except OSError:
+                pass
         try:
             sock.bind((self.host, self.port))
         except OSError as exc:

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from manifests.records import Review
 from manifests.workspace import new_run_id, utcnow
@@ -49,10 +49,30 @@ CREATE TABLE IF NOT EXISTS tags (
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
+_INSERT = "INSERT INTO decisions (batch, crop_id, decision, tags, reviewer, origin, at) VALUES (?,?,?,?,?,?,?)"
 
 
 class ReviewError(ValueError):
     """A decision the store refuses (bad name, decision or tag)."""
+
+
+class StoreUnavailable(RuntimeError):
+    """review.sqlite cannot be opened or written (a full disk, an I/O error): nothing was written.
+    Not a ReviewError: the request was fine, so the page keeps it and sends it again."""
+
+
+# SQLite's primary result codes that mean the disk, not the data: say so instead of a traceback.
+_DISK_TROUBLE = {sqlite3.SQLITE_FULL: "its disk is full", sqlite3.SQLITE_IOERR: "a disk I/O error",
+                 sqlite3.SQLITE_CANTOPEN: "the file cannot be opened or created"}
+
+
+def _disk_trouble(exc: sqlite3.Error, path: Path, doing: str) -> StoreUnavailable | None:
+    """The StoreUnavailable that `exc` means, or None when it is not about the disk."""
+    why = _DISK_TROUBLE.get(getattr(exc, "sqlite_errorcode", -1) & 0xFF)
+    if why is None:
+        return None
+    return StoreUnavailable(f"cannot {doing} {path}: {why} ({exc}); free some space in {path.parent} "
+                            "(or make it writable) and try again")
 
 
 @dataclass(frozen=True)
@@ -100,17 +120,29 @@ class ReviewStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        with self._lock:
-            self._db.executescript(_DDL)
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         self._cache: dict[str, State] | None = None
         self._seen_version: tuple[int, int] | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot make the folder {self.path.parent} for {self.path.name}: "
+                                   f"{exc.strerror}; free some space there (or make it writable)") from None
+        db = None
+        try:
+            db = self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            with self._lock:
+                self._db.executescript(_DDL)
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
+            # Any failure here stops `headshot review` before it serves: one clear line, never a traceback.
+            raise _disk_trouble(exc, self.path, "open") or StoreUnavailable(
+                f"cannot open {self.path} as the review store: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -125,6 +157,13 @@ class ReviewStore:
     # -- writing -------------------------------------------------------------------------
     def record(self, changes: Iterable[Change], reviewer: str, origin: str = "human") -> str:
         """Write one batch in one transaction; returns its id."""
+        rows = self._rows(changes, reviewer, origin)
+        batch = rows[0][0]
+        self._write(lambda db: db.executemany(_INSERT, rows), "record a decision in")
+        return batch
+
+    def _rows(self, changes: Iterable[Change], reviewer: str, origin: str) -> list[tuple]:
+        """One batch's rows, every change checked before anything is written."""
         reviewer = check_reviewer(reviewer)
         if origin not in ORIGINS:
             raise ReviewError(f"origin {origin!r} is not one of {', '.join(ORIGINS)}")
@@ -140,53 +179,66 @@ class ReviewStore:
             rows.append((batch, c.crop_id, c.decision, tags, reviewer, origin, at))
         if not rows:
             raise ReviewError("an empty batch: nothing to record")
+        return rows
+
+    def record_many(self, batches: list[list[Change]], reviewer: str, origin: str = "human") -> list[str]:
+        """Several batches (key presses) in one transaction, each still its own undo step: all are
+        written or none, so a page that sends them again after a refusal never writes one twice."""
+        rows = [self._rows(changes, reviewer, origin) for changes in batches]
+        if not rows:
+            raise ReviewError("no batch: nothing to record")
+        self._write(lambda db: [db.executemany(_INSERT, r) for r in rows], "record decisions in")
+        return [r[0][0] for r in rows]
+
+    def _write(self, work: Callable[[sqlite3.Connection], object], doing: str) -> object:
+        """Run `work` in one write transaction; a full disk becomes StoreUnavailable, nothing half-written."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    "INSERT INTO decisions (batch, crop_id, decision, tags, reviewer, origin, at) VALUES (?,?,?,?,?,?,?)",
-                    rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return batch
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    out = work(self._db)
+                    self._db.execute("COMMIT")
+                    return out
+                except BaseException:
+                    # On SQLITE_FULL or an I/O error SQLite has already rolled back by itself, and a
+                    # second ROLLBACK would fail and hide the cause.
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                trouble = _disk_trouble(exc, self.path, doing)
+                if trouble is None:
+                    raise
+                raise trouble from None
 
     def undo(self, reviewer: str) -> list[str]:
         """Undo the reviewer's latest batch that still stands; returns its crop ids (empty: nothing to undo)."""
         reviewer = check_reviewer(reviewer)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(
-                    "SELECT batch FROM decisions WHERE reviewer = ? AND undone_at IS NULL ORDER BY seq DESC LIMIT 1",
-                    (reviewer,)).fetchone()
-                ids: list[str] = []
-                if row:
-                    ids = [r[0] for r in self._db.execute("SELECT crop_id FROM decisions WHERE batch = ?", (row[0],))]
-                    self._db.execute("UPDATE decisions SET undone_at = ? WHERE batch = ?", (utcnow().isoformat(), row[0]))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return ids
+
+        def work(db: sqlite3.Connection) -> list[str]:
+            row = db.execute("SELECT batch FROM decisions WHERE reviewer = ? AND undone_at IS NULL "
+                             "ORDER BY seq DESC LIMIT 1", (reviewer,)).fetchone()
+            if not row:
+                return []
+            ids = [r[0] for r in db.execute("SELECT crop_id FROM decisions WHERE batch = ?", (row[0],))]
+            db.execute("UPDATE decisions SET undone_at = ? WHERE batch = ?", (utcnow().isoformat(), row[0]))
+            return ids
+
+        return self._write(work, "undo in")
 
     def set_tag(self, key: int, name: str | None) -> None:
         """Give number key 1-9 a tag name (None clears it)."""
         if not 1 <= int(key) <= 9:
             raise ReviewError(f"tag key {key} is not between 1 and 9")
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM tags WHERE key = ?", (int(key),))
-                if name is not None:
-                    name = check_tag(name)
-                    self._db.execute("DELETE FROM tags WHERE name = ?", (name,))
-                    self._db.execute("INSERT INTO tags VALUES (?, ?)", (int(key), name))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        name = None if name is None else check_tag(name)
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM tags WHERE key = ?", (int(key),))
+            if name is not None:
+                db.execute("DELETE FROM tags WHERE name = ?", (name,))
+                db.execute("INSERT INTO tags VALUES (?, ?)", (int(key), name))
+
+        self._write(work, "name a tag in")
 
     # -- reading -------------------------------------------------------------------------
     def tags(self) -> dict[int, str]:

@@ -61,7 +61,10 @@ def test_review_serves_on_loopback_and_stops_on_ctrl_c(home):
 def test_another_interface_needs_the_token_it_prints(home):
     proc, url, _ = start(home, "--host", "0.0.0.0")
     try:
-        assert "?token=" in url
+        assert "?token=" in url and url.startswith("http://127.0.0.1:")  # one to open, not 0.0.0.0
+        other = proc.stdout.readline()  # and where the other machines go
+        assert other.startswith("  from another machine: http://") and "0.0.0.0" not in other
+        assert other.rstrip().endswith(url.split("/", 3)[3])  # the same ?token=
         token = url.split("?token=")[1]
         port = url.split(":")[2].split("/")[0]
         base = f"http://127.0.0.1:{port}/"

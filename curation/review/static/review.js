@@ -23,7 +23,9 @@
     const data = await r.json().catch(() => ({}));
     if (!r.ok) {
       const d = data.detail;
-      throw new Error(typeof d === "string" ? d : d ? JSON.stringify(d) : `HTTP ${r.status}`);
+      const e = new Error(typeof d === "string" ? d : d ? JSON.stringify(d) : `HTTP ${r.status}`);
+      e.status = r.status;
+      throw e;
     }
     return data;
   }
@@ -192,8 +194,13 @@
   // Requests go out in key-press order, one at a time; the grid changes at once and is
   // corrected by the answer. Decisions and tags pressed while a request is out travel
   // together in the next one (each still its own batch and transaction on the server).
+  // 507: the server's disk is full and it wrote nothing; the request was fine, so the key
+  // presses stay pending (and painted) and go again, later and later, until there is room.
   const outbox = [];
   let inflight = false;
+  let retryIn = 0;
+  let backoff = 0;  // seconds
+  const RETRY_STATUS = new Set([507]);
   const COMBINABLE = { "/api/decide": "decide", "/api/tag": "tag" };
 
   function send(path, body, optimistic, label) {
@@ -203,7 +210,7 @@
   }
 
   async function pump() {
-    if (inflight || !outbox.length) return;
+    if (inflight || retryIn || !outbox.length) return;
     inflight = true;
     const head = outbox[0];
     const take = [];
@@ -217,6 +224,7 @@
       reviewer: head.body.reviewer,
       ops: take.map((t) => ({ op: COMBINABLE[t.path], ids: t.body.ids, decision: t.body.decision, tag: t.body.tag, on: t.body.on })),
     } : head.body;
+    let again = false;
     try {
       const data = await api("POST", path, body);
       update(data.items);
@@ -224,11 +232,22 @@
       const last = take[take.length - 1];
       if (last.label) say(last.label(data, take.length));
       S.sinceLearner += data.items.length;
+      backoff = 0;
     } catch (e) {
-      for (const t of take.slice().reverse()) update(t.before);
-      say(`not saved: ${e.message}`, true);
+      again = RETRY_STATUS.has(e.status);
+      if (again) {
+        outbox.unshift(...take);  // in key-press order, ahead of what was pressed since
+        backoff = Math.min(30, backoff ? backoff * 2 : 2);
+        const n = S.pending;
+        say(`${e.message} · ${n} key press${n === 1 ? "" : "es"} kept, sent again in ${backoff} s`, true);
+        retryIn = setTimeout(() => { retryIn = 0; pump(); }, backoff * 1000);
+      } else {
+        for (const t of take.slice().reverse()) update(t.before);
+        say(`not saved: ${e.message}`, true);
+      }
     } finally {
-      S.pending -= take.length; inflight = false; setBusy(); counter();
+      if (!again) S.pending -= take.length;
+      inflight = false; setBusy(); counter();
       if (S.sinceLearner >= 10 && !S.pending) { S.sinceLearner = 0; learner(); }
       pump();
     }
@@ -381,6 +400,8 @@
     $("arg").addEventListener("change", () => { S.arg = $("arg").value; load(true); $("grid").focus(); });
     tagBar(); argOptions(); setBusy();
     document.addEventListener("keydown", onKey);
+    // Closing the tab with key presses still unsaved (a full disk, a slow answer) would lose them.
+    window.addEventListener("beforeunload", (ev) => { if (S.pending) { ev.preventDefault(); ev.returnValue = ""; } });
     new IntersectionObserver((es) => { if (es.some((e) => e.isIntersecting)) load(false); }, { rootMargin: "600px" })
       .observe($("sentinel"));
     await load(true);
