@@ -4,11 +4,21 @@ robots.txt obeyed, one request at a time per host with a delay between them, Ret
 honoured, retries with backoff on 5xx and 429, a size cap read from the stream (not trusted
 from Content-Length), an honest User-Agent, and X-Robots-Tag noai/noimageai treated as an
 opt-out. Every outcome is a `FetchResult` with a status and a reason; nothing raises.
+
+Against hostile or dead servers: a deadline per URL that a dripping server cannot stretch
+(curation/fetch_http.py), a host that does not answer at all is given up on for the rest of
+the run, redirects are followed to http(s) only, and `user:pass@` credentials are sent as
+Basic auth on the first request only and never appear in what is returned.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import errno
+import http.client
+import re
+import socket
 import threading
 import time
 import urllib.error
@@ -19,6 +29,11 @@ from dataclasses import asdict, dataclass, field
 
 from manifests.tables import code_version
 
+from .fetch_http import (ConnectTimedOut, Deadline, DeadlineExceeded, HTTPHandler, HTTPSHandler, host_key,
+                         read_body)
+
+ROBOTS_MAX_BYTES = 512 * 1024  # Google reads the first 500 KiB of a robots.txt
+
 
 def default_user_agent() -> str:
     return f"headshot/{code_version().split('+')[0]} (face dataset builder; obeys robots.txt and noai)"
@@ -28,9 +43,11 @@ def default_user_agent() -> str:
 class FetchConfig:
     user_agent: str = field(default_factory=default_user_agent)
     per_host_delay: float = 1.0  # seconds between two requests to one host
-    retries: int = 3  # further attempts after the first, on 429, 5xx and network errors
+    retries: int = 3  # further attempts after the first, on 429, 5xx and network errors (a silent host: none)
     backoff: float = 1.0  # seconds before the first retry, doubled each time
-    timeout: float = 30.0
+    timeout: float = 30.0  # seconds for one socket read
+    connect_timeout: float = 10.0  # seconds to open a TCP connection
+    deadline: float = 120.0  # seconds of network time for one URL: all attempts, redirects and body
     max_bytes: int = 64 * 1024 * 1024
     max_retry_after: float = 300.0  # a longer Retry-After gives up on the URL for this run
     obey_robots: bool = True
@@ -41,12 +58,38 @@ class FetchConfig:
 
 @dataclass(frozen=True)
 class FetchResult:
-    url: str
+    url: str  # as given, less any user:pass@
     status: str  # ok | http_error | opted_out | robots_disallowed | too_large | invalid
     reason: str = ""
     data: bytes | None = None
     final_url: str = ""
     http_status: int | None = None
+
+
+# The authority is what follows "//" up to the first / ? or #, as urllib.parse splits it; the
+# scheme may be anything (an ftp:// line is recorded too), and leading junk is allowed because
+# urlsplit strips it before it reads the credentials.
+_AUTHORITY = re.compile(r"([^:/?#]*:)?//([^/?#]*)")
+
+
+def redact_url(url: str) -> str:
+    """`url` without the `user:pass@` (or `user@`) of its authority; every other character kept.
+
+    >>> redact_url("https://ann:s3cret@example.org:8443/a.jpg?x=1")
+    'https://example.org:8443/a.jpg?x=1'
+    """
+    m = _AUTHORITY.match(url)
+    if m is None or "@" not in m.group(2):
+        return url
+    start, end = m.span(2)
+    return url[:start] + m.group(2).rpartition("@")[2] + url[end:]
+
+
+def _basic_auth(parts: urllib.parse.SplitResult) -> str | None:
+    if not parts.username and not parts.password:
+        return None
+    pair = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
+    return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
 
 
 def opted_out(headers) -> bool:
@@ -71,6 +114,47 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+class RedirectRefused(Exception):
+    def __init__(self, url: str, code: int) -> None:
+        super().__init__(url)
+        self.url, self.code = url, code
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, but to http(s) only (urllib's own follows ftp://), never with the
+    credentials a Location may carry, and without reading the redirect's body, which could be
+    endless (urllib reads it all into memory)."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        location = headers.get("location") or headers.get("uri")
+        fp.close()  # connections are not reused: closing loses nothing
+        if location is not None:
+            target = urllib.parse.urljoin(req.full_url, location.strip())
+            if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+                raise RedirectRefused(target, code)
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return super().redirect_request(req, fp, code, msg, headers, redact_url(newurl))
+
+
+def build_opener(cfg: FetchConfig) -> urllib.request.OpenerDirector:
+    """Only what a download needs: no ftp:, file: or data: handler that any path could reach."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), HTTPHandler(cfg.connect_timeout),
+                    HTTPSHandler(cfg.connect_timeout), urllib.request.HTTPDefaultErrorHandler(), _HttpOnlyRedirects(),
+                    urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    opener.addheaders = [("User-Agent", cfg.user_agent), ("Accept", "image/*,*/*;q=0.5")]
+    return opener
+
+
+_UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
+_NETWORK_ERRORS = (DeadlineExceeded, urllib.error.URLError, OSError, http.client.HTTPException, ValueError)
+
+
 class Fetcher:
     """Thread-safe: several hosts in parallel, one request at a time to each host."""
 
@@ -80,9 +164,9 @@ class Fetcher:
         self._guard = threading.Lock()
         self._host_locks: dict[str, threading.Lock] = {}
         self._host_next: dict[str, float] = {}
-        self._robots: dict[str, urllib.robotparser.RobotFileParser | str] = {}
-        self._opener = urllib.request.build_opener()
-        self._opener.addheaders = [("User-Agent", self.cfg.user_agent), ("Accept", "image/*,*/*;q=0.5")]
+        self._robots: dict[str, urllib.robotparser.RobotFileParser | FetchResult] = {}
+        self._dead: dict[str, str] = {}  # host:port -> why it did not answer, the first time in this run
+        self._opener = build_opener(self.cfg)
 
     def _host_lock(self, host: str) -> threading.Lock:
         with self._guard:
@@ -94,51 +178,83 @@ class Fetcher:
             self._sleep(delay)
         self._host_next[host] = time.monotonic() + self.cfg.per_host_delay
 
-    def _robots_for(self, origin: str, host: str) -> urllib.robotparser.RobotFileParser | str:
-        """A parser, or a string saying why robots.txt could not be read (then we do not fetch)."""
+    def _dead_why(self, host: str) -> str | None:
+        with self._guard:
+            return self._dead.get(host)
+
+    def _mark_dead(self, host: str, why: str) -> None:
+        with self._guard:
+            self._dead.setdefault(host, why)
+
+    def fetch(self, url: str) -> FetchResult:
+        safe = redact_url(url)
+        try:
+            parts = urllib.parse.urlsplit(url)
+            host = host_key(parts)  # the port is checked here
+        except ValueError as exc:
+            return FetchResult(safe, "invalid", f"not a valid URL: {exc}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return FetchResult(safe, "invalid", f"not an http(s) URL: {safe!r}")
+        with self._host_lock(host):
+            if (why := self._dead_why(host)) is not None:
+                return FetchResult(safe, "http_error", f"host {host} did not answer earlier in this run ({why}); "
+                                   "not tried again")
+            if self.cfg.obey_robots:
+                origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
+                rp = self._robots_for(origin, host)
+                if isinstance(rp, FetchResult):
+                    return FetchResult(safe, rp.status, rp.reason)
+                if not rp.can_fetch(self.cfg.user_agent, safe):
+                    return FetchResult(safe, "robots_disallowed", f"robots.txt of {host} disallows this URL")
+            return self._fetch_with_retries(safe, _basic_auth(parts), host)
+
+    def _robots_for(self, origin: str, host: str) -> urllib.robotparser.RobotFileParser | FetchResult:
+        """A parser, or the result every URL of `origin` gets because robots.txt could not be read."""
         if origin in self._robots:
             return self._robots[origin]
         rp = urllib.robotparser.RobotFileParser(origin + "/robots.txt")
         self._wait_turn(host)
+        dl, answered = Deadline(self.cfg.deadline), False
+        dl.host = host
+        result: urllib.robotparser.RobotFileParser | FetchResult = rp
         try:
-            with self._opener.open(origin + "/robots.txt", timeout=self.cfg.timeout) as resp:
-                rp.parse(resp.read(512 * 1024).decode("utf-8", errors="replace").splitlines())
-            result: urllib.robotparser.RobotFileParser | str = rp
+            with dl.running(), self._opener.open(origin + "/robots.txt", timeout=self.cfg.timeout) as resp:
+                answered = not dl.expired  # as in _attempt
+                text = read_body(resp, ROBOTS_MAX_BYTES, dl)[:ROBOTS_MAX_BYTES]
+                rp.parse(text.decode("utf-8", errors="replace").splitlines())
         except urllib.error.HTTPError as exc:
+            exc.close()
             if exc.code in (401, 403):
                 rp.disallow_all = True
-                result = rp
             elif 400 <= exc.code < 500:
                 rp.allow_all = True  # no robots.txt: everything is allowed
-                result = rp
             else:
-                result = f"robots.txt answered HTTP {exc.code}; not fetching from {origin} until it can be read"
-        except (urllib.error.URLError, OSError) as exc:
-            result = f"robots.txt could not be read ({exc}); not fetching from {origin}"
+                result = FetchResult(origin, "robots_disallowed", f"robots.txt answered HTTP {exc.code}; "
+                                     f"not fetching from {origin} until it can be read")
+        except RedirectRefused as exc:
+            result = FetchResult(origin, "robots_disallowed", f"robots.txt redirected to {redact_url(exc.url)}; "
+                                 f"not fetching from {origin}")
+        except _NETWORK_ERRORS as exc:
+            reason, why = self._explain(exc, dl, answered)
+            if why is not None:
+                self._mark_dead(dl.host, why)
+            if dl.host == host and why is not None:  # the host itself is dead: say so, as for any URL
+                result = FetchResult(origin, "http_error", f"network error: host {host} did not answer when asked "
+                                     f"for robots.txt ({why}); not tried again in this run")
+            else:
+                result = FetchResult(origin, "robots_disallowed", f"robots.txt could not be read ({reason}); "
+                                     f"not fetching from {origin}")
         self._robots[origin] = result
         return result
 
-    def fetch(self, url: str) -> FetchResult:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            return FetchResult(url, "invalid", f"not an http(s) URL: {url!r}")
-        host = parts.netloc.lower()
-        with self._host_lock(host):
-            if self.cfg.obey_robots:
-                rp = self._robots_for(f"{parts.scheme}://{parts.netloc}", host)
-                if isinstance(rp, str):
-                    return FetchResult(url, "robots_disallowed", rp)
-                if not rp.can_fetch(self.cfg.user_agent, url):
-                    return FetchResult(url, "robots_disallowed", f"robots.txt of {host} disallows this URL")
-            return self._fetch_with_retries(url, host)
-
-    def _fetch_with_retries(self, url: str, host: str) -> FetchResult:
+    def _fetch_with_retries(self, url: str, auth: str | None, host: str) -> FetchResult:
         wait = self.cfg.backoff
+        dl = Deadline(self.cfg.deadline)
         last = FetchResult(url, "http_error", "no attempt was made")
         for attempt in range(self.cfg.retries + 1):
             self._wait_turn(host)
-            last, retry_after = self._attempt(url)
-            if last.status != "http_error" or attempt == self.cfg.retries:
+            last, retry_after, final = self._attempt(url, auth, host, dl)
+            if final or last.status != "http_error" or attempt == self.cfg.retries:
                 return last
             retryable = last.http_status is None or last.http_status == 429 or last.http_status >= 500
             if not retryable:
@@ -154,25 +270,72 @@ class Fetcher:
                 wait *= 2
         return last
 
-    def _attempt(self, url: str) -> tuple[FetchResult, float | None]:
+    def _attempt(self, url: str, auth: str | None, host: str, dl: Deadline
+                 ) -> tuple[FetchResult, float | None, bool]:
+        """(result, Retry-After, final: no further attempt may help)."""
+        answered = False
+        dl.host = host
         try:
-            with self._opener.open(url, timeout=self.cfg.timeout) as resp:
-                final = resp.geturl()
-                if opted_out(resp.headers):
-                    return FetchResult(url, "opted_out", "the server marks this image noai/noimageai (X-Robots-Tag)",
-                                       final_url=final, http_status=resp.status), None
-                declared = resp.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > self.cfg.max_bytes:
-                    return FetchResult(url, "too_large", f"Content-Length {int(declared):,} is over the "
-                                       f"{self.cfg.max_bytes:,}-byte cap", final_url=final, http_status=resp.status), None
-                data = resp.read(self.cfg.max_bytes + 1)
-                if len(data) > self.cfg.max_bytes:
-                    return FetchResult(url, "too_large", f"the body is over the {self.cfg.max_bytes:,}-byte cap",
-                                       final_url=final, http_status=resp.status), None
-                return FetchResult(url, "ok", "", data, final, resp.status), None
+            req = urllib.request.Request(url)
+            if auth:  # unredirected: a redirect's target never gets it
+                req.add_unredirected_header("Authorization", auth)
+            with dl.running(), self._opener.open(req, timeout=self.cfg.timeout) as resp:
+                # The timer's shutdown ends a dripped head early and http.client takes the end
+                # of the stream for the end of the headers: past the deadline it is no answer.
+                answered = not dl.expired
+                return self._read(url, resp, dl), None, False
+        except RedirectRefused as exc:
+            return FetchResult(url, "invalid", f"redirected to {redact_url(exc.url)}; only http(s) is followed",
+                               http_status=exc.code), None, True
         except urllib.error.HTTPError as exc:
+            exc.close()
             retry_after = parse_retry_after(exc.headers.get("Retry-After")) if exc.headers else None
-            return FetchResult(url, "http_error", f"HTTP {exc.code} {exc.reason}", http_status=exc.code), retry_after
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            return FetchResult(url, "http_error", f"network error: {reason}"), None
+            return FetchResult(url, "http_error", f"HTTP {exc.code} {exc.reason}", http_status=exc.code), retry_after, False
+        except _NETWORK_ERRORS as exc:
+            reason, why = self._explain(exc, dl, answered)
+            if why is not None:
+                self._mark_dead(dl.host, why)
+            return FetchResult(url, "http_error", reason), None, why is not None or dl.passed()
+
+    def _read(self, url: str, resp, dl: Deadline) -> FetchResult:
+        final = redact_url(resp.geturl())
+        if opted_out(resp.headers):
+            return FetchResult(url, "opted_out", "the server marks this image noai/noimageai (X-Robots-Tag)",
+                               final_url=final, http_status=resp.status)
+        declared = resp.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.cfg.max_bytes:
+            return FetchResult(url, "too_large", f"Content-Length {int(declared):,} is over the "
+                               f"{self.cfg.max_bytes:,}-byte cap", final_url=final, http_status=resp.status)
+        data = read_body(resp, self.cfg.max_bytes, dl)
+        if len(data) > self.cfg.max_bytes:
+            return FetchResult(url, "too_large", f"the body is over the {self.cfg.max_bytes:,}-byte cap",
+                               final_url=final, http_status=resp.status)
+        return FetchResult(url, "ok", "", data, final, resp.status)
+
+    def _explain(self, exc: Exception, dl: Deadline, answered: bool) -> tuple[str, str | None]:
+        """The reason for a failed attempt, and, when the host sent no HTTP answer at all, why
+        it is given up on for the rest of the run (else None: a retry may help)."""
+        if isinstance(exc, DeadlineExceeded) or dl.passed():
+            took = f"the download took longer than the {dl.seconds:g} s deadline"
+            if answered:
+                return f"{took} ({dl.received:,} bytes of the body received)", None
+            return f"{took} (its status line and headers had not all arrived)", \
+                f"no complete answer within the {dl.seconds:g} s deadline"
+        err = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        why = None if answered else self._no_answer(err)
+        if why is not None:
+            return f"network error: host {dl.host} did not answer ({why}); not tried again in this run", why
+        return f"network error: {err}", None
+
+    def _no_answer(self, err) -> str | None:
+        if isinstance(err, ConnectTimedOut):
+            return str(err)
+        if isinstance(err, TimeoutError):
+            return f"timed out after {self.cfg.timeout:g} s waiting for an answer"
+        if isinstance(err, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(err, socket.gaierror):
+            return f"the name does not resolve: {err.strerror}"
+        if isinstance(err, OSError) and err.errno in _UNREACHABLE:
+            return f"unreachable: {err.strerror}"
+        return None
