@@ -55,6 +55,8 @@ CONFIGS: dict[str, DetectorConfig] = {
     "union-rot-both-always": DetectorConfig(rotations=ROT, rotate_members=("lbp", "animeface"), rotate_when="always"),
     "union-rot-fallback": DetectorConfig(rotations=ROT, rotate_when="fallback"),
     "union-rot-fallback-max1024": DetectorConfig(rotations=ROT, rotate_when="fallback", max_side=1024),
+    "unbounded": DetectorConfig(max_side=0),  # the default before the working size
+    "max2048": DetectorConfig(max_side=2048),
     "default": DetectorConfig(),
 }
 

@@ -26,6 +26,7 @@ from manifests.records import FaceCrop, FilterResult, HashRecord, ScrapedImage, 
 from manifests.workspace import Workspace, new_run_id
 
 from .crop import CropConfig, crop_id, make_crop, square_box
+from .decode import bounded, decode_upright, prepare_from, with_alpha
 from .detect import DetectorConfig, Face, detect_faces, detector_version, disagreement, prepare
 from .filters import VERSIONS, FilterConfig, Verdict, run_face_filters, run_image_filters
 from .hashes import HashConfig, hash_records, sha256_of_image_pixels
@@ -114,6 +115,7 @@ def _record(v: Verdict, subject: str, cfg: FilterConfig) -> FilterResult:
 
 
 CROP_MODE = 0o444
+WHOLE_HASH_SIDE = 1600  # the working size of whole-picture hashes when detection has none
 
 
 def crop_relpath(cid: str) -> str:
@@ -145,17 +147,6 @@ def work(job: Job) -> Outcome:
     return out
 
 
-def _with_alpha(data: bytes):
-    """The picture upright, first frame, alpha kept: a transparent sprite is also hashed on black,
-    which is how a copy saved without its alpha channel still matches."""
-    from PIL import Image, ImageOps
-
-    with Image.open(io.BytesIO(data)) as im:
-        im.seek(0)
-        im = ImageOps.exif_transpose(im)
-        return im.convert("RGBA") if im.has_transparency_data else im.convert("RGB")
-
-
 def _refilter(job: Job) -> Outcome:
     cfg: ProcessConfig = _W["cfg"]
     home: Path = _W["home"]
@@ -179,20 +170,28 @@ def _work(job: Job) -> Outcome:
         return _refilter(job)
     cfg: ProcessConfig = _W["cfg"]
     home: Path = _W["home"]
-    image = prepare((home / job.blob_path).read_bytes())
+    upright = decode_upright((home / job.blob_path).read_bytes())  # once, for crops, filters and hashes
+    image = prepare_from(upright)
     width, height = image.size
     out = Outcome(job.image_sha256)
     faces = job.faces
     if faces is None:
         out.filters += [_record(v, job.image_sha256, cfg.filters) for v in run_image_filters(image, cfg.filters)]
-        faces = detect_faces(image, cfg.detector)
+        # One working copy for detection and the picture's hash: shrunk once, not per use.
+        work = bounded(image, cfg.detector.max_side)
+        faces = detect_faces(work, cfg.detector, source_size=image.size)
         doubts = disagreement(faces, cfg.detector)
         reason = (f"{len(faces)} face(s) found" if faces else "no face found") + (
             "; " + "; ".join(doubts) if doubts else "")
         out.filters.append(FilterResult(subject_id=job.image_sha256, filter="faces", score=float(len(faces)),
                                         threshold=1.0, passed=bool(faces), version=_W["det_key"],
                                         reason=reason, doubtful=bool(doubts)))
-        out.hashes += hash_records(job.image_sha256, _with_alpha((home / job.blob_path).read_bytes()), cfg.image_hashing)
+        # The picture's own hash, alpha kept: a transparent sprite is also hashed on black, which
+        # is how a copy saved without its alpha channel still matches. At the working size: a
+        # 32 x 32 hash of a 9000 px picture is the same as of its 1600 px copy, within a bit or two.
+        side = cfg.detector.max_side or WHOLE_HASH_SIDE
+        whole = work if upright is image and side == cfg.detector.max_side else bounded(with_alpha(upright), side)
+        out.hashes += hash_records(job.image_sha256, whole, cfg.image_hashing)
     params = cfg.detector.params_json()
     for face in faces:
         box = square_box(face, width, height, cfg.crop)
