@@ -26,7 +26,7 @@ from manifests.records import ScrapedImage, StoredImage, escape_text
 from manifests.workspace import Workspace, new_run_id, utcnow
 
 from .decode import DecodeConfig, inspect_image
-from .fetch import FetchConfig, Fetcher, FetchResult
+from .fetch import FetchConfig, Fetcher, FetchResult, redact_url
 from .workers import die_with_parent
 
 
@@ -229,7 +229,8 @@ def _input_row(inp: Input, status: str, reason: str, sha: str, run_id: str) -> S
         return ScrapedImage(source="local", source_id=escape_text(inp.uri), image_url=p.as_uri(), status=status,
                             reason=reason, title=escape_text(p.name), fetched_at=utcnow(), crawl_run_id=run_id,
                             image_sha256=sha)
-    return ScrapedImage(source="url", source_id=inp.uri, image_url=inp.uri, status=status, reason=reason,
+    url = redact_url(inp.uri)  # a user:pass@ in a list is used for the request, never recorded
+    return ScrapedImage(source="url", source_id=url, image_url=url, status=status, reason=reason,
                         fetched_at=utcnow(), crawl_run_id=run_id, opted_out=status == "opted_out", image_sha256=sha)
 
 

@@ -112,3 +112,21 @@ def test_retry_after_forms():
     assert parse_retry_after("120") == 120
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
     assert parse_retry_after("soon") is None
+
+
+def test_credentials_in_a_url_list_are_used_and_never_recorded(ws, site, tmp_path):
+    site.add("/robots.txt", (404, {}, b""))
+    url = site.add("/private.jpg", (200, JPEG, img(4)))
+    listing = tmp_path / "urls.txt"
+    listing.write_text(url.replace("http://", "http://ann:s3cret@") + "\n")
+    report = ingest([str(listing)], ws, IngestConfig(fetch=fast()), progress=False)
+    assert report.input_status == {"ok": 1}
+    [row] = tables.read_records(ws, ScrapedImage)
+    assert row.source_id == row.image_url == url
+    auth = [headers.get("Authorization", "") for _, path, headers in site.log if path == "/private.jpg"]
+    assert len(auth) == 1 and auth[0].startswith("Basic ")
+    import pyarrow.parquet as pq
+
+    for f in ws.manifests.glob("*.parquet"):
+        t = pq.read_table(f)
+        assert "s3cret" not in str(t.to_pylist()) and b"s3cret" not in str(t.schema.metadata).encode()
