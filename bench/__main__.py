@@ -2,7 +2,8 @@
 
 import argparse
 
-from bench import crawl_throughput, detect_eval, ingest_throughput, neardup, process_throughput, review_speed
+from bench import (big_picture, crawl_throughput, dead_host, detect_eval, ingest_throughput, neardup,
+                   process_throughput, review_speed)
 
 BENCHES = {
     "ingest": ingest_throughput.main,
@@ -11,6 +12,8 @@ BENCHES = {
     "process": process_throughput.main,
     "detect": lambda: detect_eval.main([]),
     "review": lambda: review_speed.main([]),
+    "dead_host": dead_host.main,
+    "big_picture": lambda: big_picture.main([]),
 }
 
 if __name__ == "__main__":

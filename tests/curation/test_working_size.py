@@ -53,6 +53,18 @@ def test_boxes_of_a_shrunk_picture_are_in_source_pixels(ws, tmp_path):
     assert (crop.box_x, crop.box_y, crop.box_w, crop.box_h) == b.box
 
 
+def test_a_picture_of_one_colour_skips_the_detectors():
+    from curation.detect import FLAT_RANGE
+
+    flat = Image.new("RGB", (800, 600), (90, 140, 200))
+    assert detect_faces(flat, DetectorConfig()) == []
+    # Nearly flat is flat too; a face drawn on it is not.
+    rng = np.random.default_rng(0)
+    noisy = np.clip(np.asarray(flat, np.int16) + rng.integers(0, FLAT_RANGE // 2, (600, 800, 1)), 0, 255)
+    assert detect_faces(Image.fromarray(noisy.astype(np.uint8)), DetectorConfig()) == []
+    assert len(detect_faces(draw_character(1, 512), ANIMEFACE)) == 1
+
+
 def test_within_the_bound_nothing_changes():
     im = draw_character(3, 600)
     assert bounded(im, 1600) is im
