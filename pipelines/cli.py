@@ -116,6 +116,8 @@ def crawl(
         if value is not None:
             spider_args[key] = str(value)
     code = run_crawl(CrawlRequest(source, spider_args, settings), _workspace())
+    if code == 4:  # the disk is full: the crawl printed that line itself
+        raise typer.Exit(4)
     if code:
         _fail(f"the {source} crawl failed (scrapy exit code {code}); rows written so far are kept", code)
 

@@ -71,10 +71,27 @@ def _die_with_parent() -> None:
         pass
 
 
+# Scrapy's start-up (its JOBDIR files, the first rows) needs this much; on a disk with less, the
+# crawl would end in Scrapy's own traceback before the store could say why.
+MIN_FREE = 256 * 1024
+
+
+def _check_room(jobdir: Path) -> None:
+    """DiskFull (one line from the CLI) when the workspace's disk cannot even start a crawl."""
+    from manifests.atomic import DiskFull, free_bytes, space_for
+
+    with space_for(jobdir.parent, MIN_FREE):
+        jobdir.mkdir(parents=True, exist_ok=True)
+    free = free_bytes(jobdir)
+    if free is not None and free < MIN_FREE:
+        raise DiskFull(jobdir.parent, MIN_FREE, free)
+
+
 def crawl(req: CrawlRequest, ws: Workspace, quiet: bool = False) -> int:
     """Run the crawl to its end; returns scrapy's exit code."""
     run_id = new_run_id(f"crawl-{req.source}")
     argv, jobdir = command(req, ws, run_id)
+    _check_room(jobdir)
     env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "spiders.settings"}
     # Its own session, so a terminal's Ctrl-C reaches scrapy once, through us: one SIGINT is
     # Scrapy's clean stop (the JOBDIR is saved and the next run resumes from it), a second forces it.

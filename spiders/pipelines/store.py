@@ -8,12 +8,17 @@ keeps what it stored and the resumed crawl skips it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import sys
 import time
 from datetime import datetime
 
+
 from curation.decode import DecodeConfig, inspect_image
 from manifests import tables
+from manifests.atomic import DiskFull
 from manifests.blobs import BlobStore, sha256_hex
 from manifests.records import ScrapedImage, StoredImage
 from manifests.workspace import Workspace, utcnow
@@ -65,8 +70,22 @@ class StorePipeline:
             self.flush()
             tables.compact(self.ws, StoredImage, self.run_id)
             tables.compact(self.ws, ScrapedImage, self.run_id)
+        except DiskFull as exc:
+            self._stop_for(exc)
         finally:
             self._lock.__exit__(None, None, None)
+
+    def _stop_for(self, exc: DiskFull) -> None:
+        """Every later write would fail the same way, Scrapy's own closing writes (its JOBDIR
+        state) included: keep the rows that still fit and end the process now, as a kill would.
+        What is stored stays; the next crawl resumes from the workspace. `headshot crawl` reads
+        exit code 4 as "the disk is full", and this line is the last one the user sees."""
+        with contextlib.suppress(DiskFull, OSError):
+            self.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        print(f"headshot: error: {exc}", file=sys.stderr, flush=True)
+        os._exit(4)
 
     def _decode_and_keep(self, body: bytes, sha: str) -> StoredImage:
         insp = inspect_image(body, self.decode)
@@ -85,7 +104,10 @@ class StorePipeline:
                 self.known.add(sha)  # before the await: the same bytes arriving meanwhile are not decoded twice
                 # Decoding runs in a thread (Pillow releases the GIL), so the crawl's reactor
                 # keeps downloading on one core while images are validated on the other.
-                stored = await asyncio.to_thread(self._decode_and_keep, fetched.body, sha)
+                try:
+                    stored = await asyncio.to_thread(self._decode_and_keep, fetched.body, sha)
+                except DiskFull as exc:
+                    self._stop_for(exc)
                 self.stored.append(stored)
                 self.crawler.stats.inc_value(f"headshot/stored/{stored.status}")
         item = fetched.item
@@ -99,7 +121,10 @@ class StorePipeline:
         ))
         self.crawler.stats.inc_value(f"headshot/rows/{fetched.status}")
         if len(self.scraped) + len(self.stored) >= self.part_rows or time.monotonic() - self.last > self.part_seconds:
-            self.flush()
+            try:
+                self.flush()
+            except DiskFull as exc:
+                self._stop_for(exc)
         fetched.body = None  # the bytes are stored; do not keep them in memory
         return fetched
 

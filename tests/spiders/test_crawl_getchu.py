@@ -213,3 +213,26 @@ def test_scrapy_crawl_from_the_repository_works_too(replica, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     scraped, stored = rows(tmp_path / "ws")
     assert {s for s, v in scraped.items() if v.status == "ok"} == {f"900001/{k}{n}" for k in ("chara", "charab") for n in (1, 2)}
+
+
+@pytest.mark.parametrize("room", [0, 320_000], ids=["full-at-start", "fills-while-crawling"])
+def test_a_full_disk_stops_the_crawl_with_one_line(replica, tmp_path, small_disk, room):
+    r, _ = replica
+    home = small_disk.path / "ws"
+    Workspace.open(home)
+    small_disk.fill(keep=room)
+    started = time.monotonic()
+    out = subprocess.run(crawl_cmd(home, r.base, "--since", "2015-05", "--until", "2015-06"),
+                         capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - started < 60
+    assert out.returncode == 4, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("headshot: error: the disk is full writing to ") and str(home) in last
+    assert "Traceback" not in out.stderr
+    assert list(home.rglob(".tmp-*")) == []
+    small_disk.free()
+    out = subprocess.run(crawl_cmd(home, r.base, "--since", "2015-05", "--until", "2015-06"),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    scraped, stored = rows(home)
+    assert stored and all((home / s.blob_path).is_file() for s in stored.values() if s.blob_path)
