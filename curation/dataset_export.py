@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from manifests.atomic import encode_metadata, read_metadata
+from manifests.atomic import encode_metadata, read_metadata, space_for
 from manifests.datasets import DatasetError, VersionInfo, read_version, resolve
 from manifests.records import DatasetRow
 from manifests.workspace import Workspace
@@ -234,20 +234,33 @@ def export_dataset(ws: Workspace, name: str, version: int | None, out: str | os.
     for r in rows:
         splits[r.split] = splits.get(r.split, 0) + 1
     result = ExportResult(out, fmt, info, len(rows), splits)
-    tmp = _temp_beside(out)
+    made = not out.parent.exists()
+    needed = sum(p.stat().st_size for p in sources)
+    tmp = out.parent / ".tmp-unset"
     try:
-        if fmt == "folder":
-            _write_folder(tmp, rows, sources, info, link, result)
-        else:
-            _write_parquet(tmp, rows, sources, info)
-            result.classes = sorted({class_folder(r.tags) for r in rows})
-        _publish(tmp, out, overwrite)
+        with space_for(out.parent if out.parent.exists() else out.parent.parent, needed if not link else 0):
+            tmp = _temp_beside(out)
+            _write(tmp, fmt, rows, sources, info, link, result)
+            _publish(tmp, out, overwrite)
+    except BaseException:
+        if made and out.parent.is_dir() and not any(p != tmp for p in out.parent.iterdir()):
+            shutil.rmtree(out.parent, ignore_errors=True)  # the folder this export made for itself
+        raise
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
     return result
+
+
+def _write(tmp: Path, fmt: str, rows: list[DatasetRow], sources: list[Path], info: VersionInfo, link: bool,
+           result: ExportResult) -> None:
+    if fmt == "folder":
+        _write_folder(tmp, rows, sources, info, link, result)
+    else:
+        _write_parquet(tmp, rows, sources, info)
+        result.classes = sorted({class_folder(r.tags) for r in rows})
 
 
 __all__ = ["DEFAULT_CLASS", "ExportError", "ExportResult", "FORMATS", "class_folder", "export_dataset", "sniff_format"]

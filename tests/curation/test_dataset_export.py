@@ -203,3 +203,16 @@ def test_class_folder_names_are_safe():
     assert class_folder(("a/b",)) == "a_b"
     assert class_folder(("..",)) == "_.."
     assert class_folder(("青い目",)) == "青い目"
+
+
+def test_an_export_to_a_full_disk_is_one_error_and_leaves_nothing(built, small_disk):
+    from manifests.atomic import DiskFull
+
+    small_disk.fill(keep=4096)
+    for fmt in ("folder", "parquet"):
+        with pytest.raises(DiskFull) as caught:
+            export_dataset(built, "faces", 2, small_disk.path / f"out-{fmt}", fmt=fmt)
+        assert str(small_disk.path) in str(caught.value) and caught.value.needed > 0
+        assert [p.name for p in small_disk.path.iterdir()] == [".filler"]  # no temp, no half export
+    small_disk.free()
+    assert export_dataset(built, "faces", 2, small_disk.path / "out").rows > 0
