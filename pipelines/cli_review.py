@@ -35,7 +35,9 @@ def review(
         token = new_token()
     try:
         server = ReviewServer(ws, host=host, port=port, token=token, learner=learner)
-    except (NothingToReview, ReviewServerError, StoreUnavailable) as exc:
+    except StoreUnavailable as exc:
+        _fail(str(exc), 4 if exc.disk_full else 2)
+    except (NothingToReview, ReviewServerError) as exc:
         _fail(str(exc))
     counts = server.queue.counts()
     typer.echo(f"{counts['left']} doubtful crops to review ({counts['total']} crops, {counts['decided']} decided) "

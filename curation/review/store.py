@@ -60,6 +60,8 @@ class StoreUnavailable(RuntimeError):
     """review.sqlite cannot be opened or written (a full disk, an I/O error): nothing was written.
     Not a ReviewError: the request was fine, so the page keeps it and sends it again."""
 
+    disk_full = False  # the disk is full (the CLI's exit code 4), not another disk trouble
+
 
 # SQLite's primary result codes that mean the disk, not the data: say so instead of a traceback.
 _DISK_TROUBLE = {sqlite3.SQLITE_FULL: "its disk is full", sqlite3.SQLITE_IOERR: "a disk I/O error",
@@ -71,8 +73,10 @@ def _disk_trouble(exc: sqlite3.Error, path: Path, doing: str) -> StoreUnavailabl
     why = _DISK_TROUBLE.get(getattr(exc, "sqlite_errorcode", -1) & 0xFF)
     if why is None:
         return None
-    return StoreUnavailable(f"cannot {doing} {path}: {why} ({exc}); free some space in {path.parent} "
-                            "(or make it writable) and try again")
+    err = StoreUnavailable(f"cannot {doing} {path}: {why} ({exc}); free some space in {path.parent} "
+                           "(or make it writable) and try again")
+    err.disk_full = getattr(exc, "sqlite_errorcode", -1) & 0xFF == sqlite3.SQLITE_FULL
+    return err
 
 
 @dataclass(frozen=True)

@@ -283,6 +283,7 @@ def test_a_store_that_cannot_be_opened_on_a_full_disk_is_one_clear_line(full_dis
     done, took = run_cli(ws.home)
     line = one_error_line(done)
     assert "its disk is full" in line and str(ws.review_db) in line and took < 20
+    assert done.returncode == 4  # the full disk's exit code, as ingest, process and crawl
     assert "review queue:" not in done.stdout
 
 
