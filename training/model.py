@@ -1,0 +1,122 @@
+"""DCGAN generator and discriminator (Radford, Metz and Chintala 2016), at 64 px as in the paper
+and at 128 px with one more layer on each side.
+
+G: z (nz x 1 x 1) -> fractionally-strided convolutions, BatchNorm and ReLU, tanh at the end.
+D: strided convolutions with LeakyReLU(0.2), BatchNorm after every layer but the first, and a
+logit at the end (the sigmoid lives in the loss: BCEWithLogits is stable where sigmoid + BCE
+saturates). No pooling, no fully connected hidden layers. With spectral_norm, D's convolutions
+are spectrally normalised and its BatchNorms dropped (SNGAN's D has none).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+
+
+def _up(cin: int, cout: int) -> list[nn.Module]:
+    # A 4x4 kernel, stride 2, padding 1 doubles the side exactly.
+    return [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+
+
+def _down(cin: int, cout: int, norm: bool, sn: bool) -> list[nn.Module]:
+    conv = nn.Conv2d(cin, cout, 4, 2, 1, bias=sn)
+    layers: list[nn.Module] = [nn.utils.parametrizations.spectral_norm(conv) if sn else conv]
+    if norm and not sn:
+        layers.append(nn.BatchNorm2d(cout))
+    return layers + [nn.LeakyReLU(0.2, True)]
+
+
+class Generator(nn.Module):
+    def __init__(self, nz: int = 100, ngf: int = 64, size: int = 64, nc: int = 3):
+        super().__init__()
+        self.nz, self.size = nz, size
+        k = 16 if size == 128 else 8  # feature maps of the first layer, in units of ngf
+        layers: list[nn.Module] = [
+            # z: nz x 1 x 1 -> (ngf*k) x 4 x 4
+            nn.ConvTranspose2d(nz, ngf * k, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * k), nn.ReLU(True),
+        ]
+        side = 4
+        while k > 1:
+            # (ngf*k) x side x side -> (ngf*k/2) x 2side x 2side: 8x8, 16x16, 32x32 (and 64x64 at 128 px)
+            layers += _up(ngf * k, ngf * k // 2)
+            k //= 2
+            side *= 2
+        # ngf x (size/2) x (size/2) -> nc x size x size, in [-1, 1]
+        layers += [nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(z.view(z.shape[0], self.nz, 1, 1))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, ndf: int = 64, size: int = 64, nc: int = 3, spectral_norm: bool = False):
+        super().__init__()
+        sn = spectral_norm
+        # nc x size x size -> ndf x size/2 x size/2 (no BatchNorm on D's input layer, as in the paper)
+        layers = _down(nc, ndf, norm=False, sn=sn)
+        m, side = 1, size // 2
+        while side > 4:
+            # (ndf*m) x side -> (ndf*2m) x side/2: 16x16, 8x8, 4x4 at 64 px (one more at 128 px)
+            layers += _down(ndf * m, ndf * m * 2, norm=True, sn=sn)
+            m *= 2
+            side //= 2
+        # (ndf*m) x 4 x 4 -> 1 x 1 x 1: the logit
+        last = nn.Conv2d(ndf * m, 1, 4, 1, 0, bias=sn)
+        layers.append(nn.utils.parametrizations.spectral_norm(last) if sn else last)
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x).view(-1)
+
+
+def init_weights(m: nn.Module) -> None:
+    """The paper: every weight from N(0, 0.02); BatchNorm scales from N(1, 0.02), shifts 0."""
+    name = type(m).__name__
+    if "Conv" in name and hasattr(m, "weight"):
+        w = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+        nn.init.normal_(w, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif "BatchNorm" in name:
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def build(cfg: TrainConfig) -> tuple[Generator, Discriminator]:
+    g = Generator(cfg.nz, cfg.ngf, cfg.size)
+    d = Discriminator(cfg.ndf, cfg.size, spectral_norm=cfg.spectral_norm)
+    g.apply(init_weights)
+    d.apply(init_weights)
+    return g, d
+
+
+class EMA:
+    """An exponential moving average of G's weights (and its BatchNorm statistics), used for
+    samples, evaluation and export: it is steadier than G itself at every step."""
+
+    def __init__(self, g: Generator, decay: float, start: int = 0):
+        self.model = copy.deepcopy(g).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay, self.start = decay, start
+
+    @torch.no_grad()
+    def update(self, g: Generator, step: int) -> None:
+        d = 0.0 if step < self.start else self.decay
+        for e, p in zip(self.model.parameters(), g.parameters()):
+            e.lerp_(p.detach(), 1.0 - d)
+        for e, b in zip(self.model.buffers(), g.buffers()):
+            if e.dtype.is_floating_point:
+                e.lerp_(b, 1.0 - d)
+            else:
+                e.copy_(b)
+
+
+def count_parameters(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())

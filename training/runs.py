@@ -1,0 +1,85 @@
+"""What is in `runs/`: the training runs, their data, progress and best figure; and a run's
+generator, loaded for sampling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .model import Generator
+from .run import RunFolder, TrainError
+
+
+def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    """One entry per run folder with a config.json, oldest first (crawl job folders have none)."""
+    out = []
+    for folder in sorted(runs_dir.glob("*/config.json")) if runs_dir.is_dir() else []:
+        try:
+            doc = json.loads(folder.read_text())
+        except (OSError, ValueError):
+            continue
+        rf = RunFolder(folder.parent)
+        step, best = 0, {}
+        last_row: dict[str, Any] = {}
+        try:
+            with open(rf.metrics, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        continue
+                    step = max(step, int(row.get("step", 0)))
+                    if "eval/kid_x1e3" in row and (not best or row["eval/kid_x1e3"] < best["kid_x1e3"]):
+                        best = {"kid_x1e3": row["eval/kid_x1e3"], "step": row["step"]}
+                    last_row = row
+        except OSError:
+            pass
+        data = doc.get("data", {})
+        out.append({"run": doc.get("run", rf.root.name), "data": data.get("name", ""), "version": data.get("version"),
+                    "content_hash": data.get("content_hash", ""), "step": step,
+                    "steps": doc.get("config", {}).get("steps"), "best": best,
+                    "diverged": "diverged" in last_row, "device": doc.get("device", ""),
+                    "mtime": folder.stat().st_mtime})
+    return sorted(out, key=lambda r: r["mtime"])
+
+
+def run_folder(runs_dir: Path, run: str) -> RunFolder:
+    rf = RunFolder(runs_dir / run)
+    if not rf.config.is_file():
+        names = [r["run"] for r in list_runs(runs_dir)]
+        raise TrainError(f"no training run {run!r} in {runs_dir} (runs: {', '.join(names) or 'none yet'})")
+    return rf
+
+
+def load_generator(rf: RunFolder, which: str = "best", device: str | torch.device = "cpu") -> tuple[Generator, TrainConfig, dict]:
+    """The run's EMA generator from best.pt (or last.pt), in eval mode, and its config."""
+    path = rf.best if which == "best" and rf.best.is_file() else rf.last
+    state = ckpt.load(path, map_location=device)
+    cfg = TrainConfig.from_dict(state["config"])
+    g = Generator(cfg.nz, cfg.ngf, cfg.size)
+    try:
+        g.load_state_dict(state["G_ema"])
+    except RuntimeError as exc:
+        raise ckpt.CheckpointError(f"{path}: its generator does not fit the model its config names ({exc})") from None
+    return g.to(device).eval(), cfg, state
+
+
+@torch.no_grad()
+def generate(g: Generator, z: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """uint8 N x 3 x H x W pictures of G for latents z (N x nz)."""
+    out = []
+    dev = next(g.parameters()).device
+    for i in range(0, z.shape[0], batch):
+        x = g(z[i:i + batch].to(dev))
+        out.append(((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+    return torch.cat(out)
+
+
+def latents(n: int, nz: int, seed: int) -> torch.Tensor:
+    """The same n latents for the same seed, on every machine (drawn on the CPU)."""
+    return torch.randn(n, nz, generator=torch.Generator().manual_seed(seed))
