@@ -111,11 +111,14 @@ def dataset_source(ws, ref: str) -> Source:
     return src
 
 
-def _check_missing(gone: int, total: int, what: str, examples: list[str]) -> None:
+def _check_missing(gone: int, total: int, what: str, examples: list[str], crops: bool = True) -> None:
     if not gone:
         return
-    msg = (f"{gone} of {total} crop files of {what} are missing or unreadable (e.g. {examples[0]}); "
-           "rerun `headshot process` to crop them again")
+    if crops:
+        msg = (f"{gone} of {total} crop files of {what} are missing or unreadable (e.g. {examples[0]}); "
+               "rerun `headshot process` to crop them again")
+    else:
+        msg = f"{gone} of {total} pictures in {what} cannot be read (e.g. {examples[0]})"
     if gone > MAX_MISSING * total:
         raise DataError(msg + f": more than {MAX_MISSING:.0%} gone, so the run does not start")
     log.warning(msg + ": training on the rest")
@@ -167,9 +170,10 @@ class Batches:
         self.images: torch.Tensor | None = None
         self._progress = progress
         self.unreadable = 0
+        self._bad: list[str] = []
         if not self.sharded:
             self.images = self._load(src.files)
-            _check_missing(self.unreadable, len(src.files), src.name, [str(src.files[0])])
+            _check_missing(self.unreadable, len(src.files), src.name, self._bad[:1] or [""], src.kind == "dataset")
         if self.sharded:
             self.n = len(src.files)
         else:
@@ -181,6 +185,7 @@ class Batches:
     def _load(self, files: list[Path]) -> torch.Tensor:
         def bad(p: Path, why: str) -> None:
             self.unreadable += 1
+            self._bad.append(str(p))
             log.warning("left out %s: %s", p, why)
 
         images = load_pictures(files, self.cfg.size, bad, progress=self._progress)

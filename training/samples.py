@@ -15,7 +15,7 @@ from manifests.atomic import write_bytes_atomic
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """uint8 N x 3 x H x W -> RGB pictures."""
     arr = images.permute(0, 2, 3, 1).contiguous().numpy()
-    return [Image.fromarray(a, "RGB") for a in arr]
+    return [Image.fromarray(a) for a in arr]  # H x W x 3 uint8 is RGB
 
 
 def grid(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> Image.Image:
