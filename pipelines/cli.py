@@ -188,7 +188,7 @@ def models_fetch(
 
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output (stable keys).")) -> None:
-    """Counts per stage and status, and the latest dataset versions.
+    """Counts per stage and status, the review queue, the latest dataset versions and training runs.
 
     Example: headshot status --json | jq .stages.stored
     """
@@ -197,9 +197,12 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
     from curation.review.status import review_status
 
+    from training.runs_index import list_runs
+
     ws = _workspace(create=False)
     st = workspace_status(ws)
     st["review"] = review_status(ws)
+    st["runs"] = [{k: v for k, v in r.items() if k != "mtime"} for r in list_runs(ws.runs)]
     typer.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else format_status(st))
 
 

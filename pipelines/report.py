@@ -26,6 +26,14 @@ def format_status(st: dict[str, Any]) -> str:
             lines.append(f"  {name:<32}v{d['latest_version']} ({d['rows']} crops, {d['versions']} versions)")
     else:
         lines.append("datasets: none yet")
+    runs = st.get("runs") or []
+    if runs:
+        lines.append("training runs")
+        for r in runs:
+            data = f"{r['data']} v{r['version']}" if r["version"] is not None else r["data"]
+            best = f", best KID x1e3 {r['best']['kid_x1e3']:.2f} at step {r['best']['step']}" if r["best"] else ""
+            state = " (diverged)" if r["diverged"] else ""
+            lines.append(f"  {r['run']:<32}{data}: step {r['step']} of {r['steps']}{best}{state}")
     return "\n".join(lines)
 
 

@@ -1,9 +1,7 @@
-"""What is in `runs/`: the training runs, their data, progress and best figure; and a run's
-generator, loaded for sampling."""
+"""A run's generator, loaded for sampling (what is in `runs/` is listed by runs_index.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,39 +11,7 @@ from . import checkpoint as ckpt
 from .config import TrainConfig
 from .model import Generator
 from .run import RunFolder, TrainError
-
-
-def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """One entry per run folder with a config.json, oldest first (crawl job folders have none)."""
-    out = []
-    for folder in sorted(runs_dir.glob("*/config.json")) if runs_dir.is_dir() else []:
-        try:
-            doc = json.loads(folder.read_text())
-        except (OSError, ValueError):
-            continue
-        rf = RunFolder(folder.parent)
-        step, best = 0, {}
-        last_row: dict[str, Any] = {}
-        try:
-            with open(rf.metrics, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        row = json.loads(line)
-                    except ValueError:
-                        continue
-                    step = max(step, int(row.get("step", 0)))
-                    if "eval/kid_x1e3" in row and (not best or row["eval/kid_x1e3"] < best["kid_x1e3"]):
-                        best = {"kid_x1e3": row["eval/kid_x1e3"], "step": row["step"]}
-                    last_row = row
-        except OSError:
-            pass
-        data = doc.get("data", {})
-        out.append({"run": doc.get("run", rf.root.name), "data": data.get("name", ""), "version": data.get("version"),
-                    "content_hash": data.get("content_hash", ""), "step": step,
-                    "steps": doc.get("config", {}).get("steps"), "best": best,
-                    "diverged": "diverged" in last_row, "device": doc.get("device", ""),
-                    "mtime": folder.stat().st_mtime})
-    return sorted(out, key=lambda r: r["mtime"])
+from .runs_index import list_runs
 
 
 def run_folder(runs_dir: Path, run: str) -> RunFolder:
