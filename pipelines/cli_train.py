@@ -207,6 +207,11 @@ def _evaluate_run(run: str, samples: int) -> dict:
     if real is None:
         real = train_set[:samples]
     fake = gen(g, latents(samples, cfg.nz, 10_000 + cfg.seed))
-    figures = evaluate_sets(real, fake, train=train_set)
+    from training.features import feature_key
+
+    stem = (src.content_hash or "nohash")[:16]
+    figures = evaluate_sets(real, fake, train=train_set, cache_dir=ws.home / "cache" / "features",
+                            real_key=feature_key(stem, "val" if against == "val split" else "train", cfg.size, len(real)),
+                            train_key=feature_key(stem, "copyset", cfg.size, len(train_set)))
     figures.update({"run": run, "step": int(state["step"]), "against": against})
     return figures

@@ -154,7 +154,9 @@ def train(runs_dir: Path, cfg: TrainConfig, source: Source | None = None, *, ws=
         src = source
     folder.checkpoints.mkdir(parents=True, exist_ok=True)
     ckpt.clean_temps(folder.checkpoints)
-    return _Run(folder, run, cfg, src, progress, echo, evaluate, resume is not None).go()
+    r = _Run(folder, run, cfg, src, progress, echo, evaluate, resume is not None)
+    r.cache_dir = ws.home / "cache" / "features" if ws is not None else None
+    return r.go()
 
 
 class _Run:
@@ -299,18 +301,27 @@ class _Run:
 
 
 def evaluate_run_state(r: "_Run") -> dict[str, Any]:
-    """The run's G_ema against the val split (or, with none, the train pictures)."""
+    """The run's G_ema against the val split (or, with none, the train pictures). The real
+    sets' features are computed once per run, and cached in the workspace per dataset version."""
     from .evaluate import evaluate_sets
+    from .features import FeatureExtractor, feature_key
 
     if not hasattr(r, "_real_eval"):
         from .data import val_images
 
         r._real_eval = val_images(r.src, r.cfg.size, r.cfg.eval_samples)
         r._train_sample = load_pictures(r.src.files[:COPY_SET], r.cfg.size)
+        which = "val"
         if r._real_eval is None:
-            r._real_eval = r._train_sample[:r.cfg.eval_samples]
+            r._real_eval, which = r._train_sample[:r.cfg.eval_samples], "train"
+        r._extractor = FeatureExtractor(str(r.device) if r.device.type == "cuda" else "cpu")
+        stem = (r.src.content_hash or "nohash")[:16]
+        r._keys = (feature_key(stem, which, r.cfg.size, len(r._real_eval)),
+                   feature_key(stem, "copyset", r.cfg.size, len(r._train_sample)))
     fake = r.trainer.sample(r.eval_noise)
-    return evaluate_sets(r._real_eval, fake, train=r._train_sample)
+    cache = getattr(r, "cache_dir", None)
+    return evaluate_sets(r._real_eval, fake, train=r._train_sample, extractor=r._extractor, cache_dir=cache,
+                         real_key=r._keys[0] if cache else None, train_key=r._keys[1] if cache else None)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

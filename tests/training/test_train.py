@@ -306,3 +306,24 @@ def test_every_training_command_has_a_dry_run_or_works_on_a_tiny_run(faces, tmp_
         assert gif.n_frames == 48
     r = CliRunner().invoke(app, ["--home", str(home), "generate", "--run", "nope"], catch_exceptions=False)
     assert r.exit_code == 2 and "no training run 'nope'" in r.output and "runs: k" in r.output
+
+
+def test_evaluation_keeps_the_best_checkpoint_by_kid_and_caches_real_features(faces, tmp_path):
+    from manifests.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    cfg = tiny(steps=4, eval_every=2, eval_samples=24, best_metric="kid", sample_every=0)
+    res = train(ws.runs, cfg, folder_source(faces), ws=ws, name="e", progress=False)
+    rf = RunFolder(ws.runs / "e")
+    evals = [json.loads(x) for x in rf.metrics.read_text().splitlines() if "eval/kid_x1e3" in x]
+    assert [e["step"] for e in evals] == [2, 4]
+    assert all(0 <= e["eval/c2st_accuracy"] <= 1 and "eval/copy_rate" in e for e in evals)
+    best = min(evals, key=lambda e: e["eval/kid_x1e3"])
+    assert res.best == {"metric": "kid_x1e3", "value": best["eval/kid_x1e3"], "step": best["step"]}
+    assert _weights(rf.best)["step"] == best["step"]
+    cached = sorted(p.name for p in (ws.home / "cache" / "features").glob("*.npy"))
+    assert len(cached) == 3 and all("feat-v" in n for n in cached)  # real, copy set, its mirror
+    from training.runs_index import list_runs
+
+    [listed] = list_runs(ws.runs)
+    assert listed["best"] == {"kid_x1e3": best["eval/kid_x1e3"], "step": best["step"]}
