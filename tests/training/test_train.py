@@ -327,3 +327,27 @@ def test_evaluation_keeps_the_best_checkpoint_by_kid_and_caches_real_features(fa
 
     [listed] = list_runs(ws.runs)
     assert listed["best"] == {"kid_x1e3": best["eval/kid_x1e3"], "step": best["step"]}
+
+
+def test_a_set_beyond_memory_streams_in_shards_and_resumes_exactly(faces, tmp_path):
+    from training.data import Batches
+
+    src = folder_source(faces)
+    # 40 pictures of 12 KB each against a 0 MB budget: shards of 16, 16 and 8.
+    cfg = tiny(max_memory_mb=0, shard_images=16, batch_size=8)
+    b = Batches(src, cfg, torch.device("cpu"))
+    assert b.sharded and b.images is None  # nothing loaded up front
+    first = [b.next() for _ in range(5)]
+    assert b.images.shape[0] in (8, 16)
+    state = b.state_dict()
+    after = [b.next() for _ in range(4)]
+    again = Batches(src, cfg, torch.device("cpu"))
+    again.load_state_dict(state)
+    assert all(torch.equal(x, y) for x, y in zip(after, [again.next() for _ in range(4)]))
+    assert all(x.shape == (8, 3, 64, 64) for x in first)
+    runs = tmp_path / "runs"
+    train(runs, tiny(steps=6, max_memory_mb=0, shard_images=16), src, name="once", progress=False)
+    train(runs, tiny(steps=3, max_memory_mb=0, shard_images=16), src, name="twice", progress=False)
+    train(runs, tiny(), None, resume="twice", overrides={"steps": 6}, progress=False)
+    a, c = _weights(runs / "once/checkpoints/last.pt"), _weights(runs / "twice/checkpoints/last.pt")
+    assert all(torch.equal(a["G"][k], c["G"][k]) for k in a["G"])
