@@ -250,7 +250,7 @@ def main() -> None:
 
 # Registers `dataset build/export/list/diff` on dataset_app, and `review`, `train`, `generate`
 # and `evaluate` on app; last, so those modules can import this one.
-from pipelines import cli_dataset, cli_review, cli_train  # noqa: E402,F401
+from pipelines import cli_dataset, cli_encode, cli_review, cli_train  # noqa: E402,F401
 
 if __name__ == "__main__":
     # As a script this file is __main__, a copy apart from pipelines.cli where the dataset
