@@ -2,7 +2,7 @@
 
 import argparse
 
-from bench import (big_picture, crawl_throughput, dead_host, detect_eval, ingest_throughput, neardup,
+from bench import (big_picture, crawl_throughput, dead_host, detect_eval, eval_time, ingest_throughput, neardup,
                    process_throughput, review_speed)
 
 BENCHES = {
@@ -14,6 +14,7 @@ BENCHES = {
     "review": lambda: review_speed.main([]),
     "dead_host": dead_host.main,
     "big_picture": lambda: big_picture.main([]),
+    "eval_time": eval_time.main,
 }
 
 if __name__ == "__main__":

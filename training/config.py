@@ -50,6 +50,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # D's target for real pictures is 1 - this (one-sided)
     ema_decay: float = 0.999  # G_ema <- decay * G_ema + (1 - decay) * G, every step
     ema_start: int = 0  # steps of plain copying before the average starts
+    ema_rampup: float = 0.05  # G_ema's half-life is at most this share of the steps so far (0 = off)
     # Augmentation.
     mirror: bool = True  # the real set is doubled by its mirror images (safe: faces are symmetric enough)
     augment: str = "diff"  # "diff": on real and fake batches before D; "baked": into the real set only
@@ -136,6 +137,7 @@ def check(c: TrainConfig) -> None:
     _range("penalty_weight", c.penalty_weight, 0.0, 1e4)
     _range("label_smoothing", c.label_smoothing, 0.0, 0.5)
     _range("ema_decay", c.ema_decay, 0.0, 1.0)
+    _range("ema_rampup", c.ema_rampup, 0.0, 1.0)
     _range("translation", c.translation, 0.0, 0.5)
     _range("cutout", c.cutout, 0.0, 1.0)
     # A swap at p > 0.5 makes the swapped colours the commoner ones among what D sees, so G

@@ -35,7 +35,7 @@ class Trainer:
         if speed.channels_last:
             self.g.to(memory_format=torch.channels_last)
             self.d.to(memory_format=torch.channels_last)
-        self.ema = EMA(self.g, cfg.ema_decay, cfg.ema_start)
+        self.ema = EMA(self.g, cfg.ema_decay, cfg.ema_start, cfg.ema_rampup)
         self.opt_g = torch.optim.Adam(self.g.parameters(), cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.d.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         # The run's own random streams, on the device: noise for G, draws for augmentation.

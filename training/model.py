@@ -100,15 +100,25 @@ class EMA:
     """An exponential moving average of G's weights (and its BatchNorm statistics), used for
     samples, evaluation and export: it is steadier than G itself at every step."""
 
-    def __init__(self, g: Generator, decay: float, start: int = 0):
+    def __init__(self, g: Generator, decay: float, start: int = 0, rampup: float = 0.0):
         self.model = copy.deepcopy(g).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.decay, self.start = decay, start
+        self.decay, self.start, self.rampup = decay, start, rampup
+
+    def decay_at(self, step: int) -> float:
+        """The average's decay after `step` steps. With a ramp-up its half-life is at most
+        rampup x step steps: a fixed 0.999 keeps half of G's random start in G_ema for the
+        first 700 steps, and early samples come out as flat grey."""
+        if step < self.start:
+            return 0.0
+        if self.rampup > 0:
+            return min(self.decay, 0.5 ** (1.0 / max(self.rampup * step, 1e-8)))
+        return self.decay
 
     @torch.no_grad()
     def update(self, g: Generator, step: int) -> None:
-        d = 0.0 if step < self.start else self.decay
+        d = self.decay_at(step)
         for e, p in zip(self.model.parameters(), g.parameters()):
             e.lerp_(p.detach(), 1.0 - d)
         for e, b in zip(self.model.buffers(), g.buffers()):

@@ -351,3 +351,13 @@ def test_a_set_beyond_memory_streams_in_shards_and_resumes_exactly(faces, tmp_pa
     train(runs, tiny(), None, resume="twice", overrides={"steps": 6}, progress=False)
     a, c = _weights(runs / "once/checkpoints/last.pt"), _weights(runs / "twice/checkpoints/last.pt")
     assert all(torch.equal(a["G"][k], c["G"][k]) for k in a["G"])
+
+
+def test_the_ema_ramps_up_so_early_samples_are_not_flat_grey():
+    from training.model import EMA
+
+    ema = EMA(Generator(ngf=4), decay=0.999, rampup=0.05)
+    assert ema.decay_at(1) == 0.0  # a copy at first
+    assert 0.95 < ema.decay_at(600) < 0.99  # a half-life of 30 steps at step 600, not 700
+    assert ema.decay_at(50_000) == 0.999
+    assert EMA(Generator(ngf=4), decay=0.999).decay_at(600) == 0.999  # rampup 0: the plain average
