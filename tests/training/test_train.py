@@ -357,7 +357,7 @@ def test_the_ema_ramps_up_so_early_samples_are_not_flat_grey():
     from training.model import EMA
 
     ema = EMA(Generator(ngf=4), decay=0.999, rampup=0.05)
-    assert ema.decay_at(1) == 0.0  # a copy at first
+    assert ema.decay_at(1) < 1e-5  # nearly a copy at first
     assert 0.95 < ema.decay_at(600) < 0.99  # a half-life of 30 steps at step 600, not 700
     assert ema.decay_at(50_000) == 0.999
     assert EMA(Generator(ngf=4), decay=0.999).decay_at(600) == 0.999  # rampup 0: the plain average
