@@ -69,7 +69,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # "auto" measures fp32 against bf16 autocast on the device
     channels_last: str = "auto"
-    compile: str = "off"  # torch.compile: "auto" measures it (a cold compile costs ~30 s on 2 cores)
+    compile: str = "auto"  # torch.compile: measured on a GPU; off on a CPU unless "on" (device.py says why)
     threads: int = 0  # torch threads on the CPU (0 = every core)
     # Data beyond memory: above this many MB of pictures the set is streamed in shards.
     max_memory_mb: int = 2048

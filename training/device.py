@@ -87,6 +87,10 @@ def choose(cfg: TrainConfig, device: torch.device, measure=None) -> Speed:
     fixed = {"precision": want_p if want_p != "auto" else None,
              "channels_last": {"on": True, "off": False}.get(want_cl),
              "compile": {"on": True, "off": False}.get(want_c)}
+    if want_c == "auto" and device.type != "cuda":
+        # On a CPU a cold compile costs ~30 s on 2 cores and measured no faster than bf16 with
+        # channels_last (../shared/STACK.md): only a GPU gets it measured.
+        fixed["compile"] = False
     if want_p == "bf16" and not _bf16_ok(device):
         raise DeviceError(f"precision bf16 is not supported on {device_name(device)}")
     if all(v is not None for v in fixed.values()):

@@ -361,3 +361,27 @@ def test_the_ema_ramps_up_so_early_samples_are_not_flat_grey():
     assert 0.95 < ema.decay_at(600) < 0.99  # a half-life of 30 steps at step 600, not 700
     assert ema.decay_at(50_000) == 0.999
     assert EMA(Generator(ngf=4), decay=0.999).decay_at(600) == 0.999  # rampup 0: the plain average
+
+
+def test_auto_speed_settings_are_measured_once_and_remembered(tmp_path, monkeypatch):
+    from training.device import Speed, choose
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    seen = []
+
+    def rate(cfg, device, speed):  # a stand-in device where bf16 + channels_last is fastest
+        seen.append(speed)
+        return 10.0 * (1 + speed.channels_last) * (3 if speed.precision == "bf16" else 1)
+
+    cfg = TrainConfig(batch_size=5)
+    first = choose(cfg, torch.device("cpu"), measure=rate)
+    assert (first.precision, first.channels_last, first.compile) == ("bf16", True, False)
+    assert len(seen) == 4 and not any(s.compile for s in seen)  # compile is not tried on a CPU
+    again = choose(cfg, torch.device("cpu"), measure=rate)
+    assert len(seen) == 4 and again.measured == first.measured  # from the cache
+    fixed = choose(TrainConfig(precision="fp32", channels_last="off", compile="off"), torch.device("cpu"), measure=rate)
+    assert fixed == Speed("fp32", False, False) and len(seen) == 4
+    # The real measurement runs real steps of the run's model.
+    from training.device import measure_rate
+
+    assert measure_rate(tiny(batch_size=4), torch.device("cpu"), Speed("fp32", False, False), steps=1, warmup=1) > 0
