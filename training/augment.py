@@ -6,7 +6,7 @@ sees more variety while G is never rewarded for drawing the transformations them
 seeds' way bakes translated and channel-swapped copies into the real set only; G then learns
 to draw off-centre faces and blue skin (the leak bench/train_leak.py measures).
 
-The green/blue swap is one of the transformations at p <= 0.5 (config.py says why). Every
+The green/blue swap is one of the transformations, at p below 0.5 (config.py says why). Every
 random draw comes from the generator passed in, so a run resumes with the same draws.
 """
 

@@ -57,7 +57,7 @@ class TrainConfig:
     diff_policy: tuple[str, ...] = ("translation", "color", "cutout", "swap")
     translation: float = 0.125  # largest shift, a fraction of the side
     cutout: float = 0.25  # side of the cut square, a fraction of the side
-    swap_p: float = 0.5  # probability of the green/blue channel swap (at most 0.5: see augment.py)
+    swap_p: float = 0.25  # probability of the green/blue channel swap (below 0.5: see check() below)
     # Evaluation, samples, checkpoints (every N steps; 0 = never).
     sample_every: int = 500
     eval_every: int = 2000
@@ -140,9 +140,11 @@ def check(c: TrainConfig) -> None:
     _range("ema_rampup", c.ema_rampup, 0.0, 1.0)
     _range("translation", c.translation, 0.0, 0.5)
     _range("cutout", c.cutout, 0.0, 1.0)
-    # A swap at p > 0.5 makes the swapped colours the commoner ones among what D sees, so G
-    # would be pushed towards them: the transformation must stay recognisable as the rarer.
-    _range("swap_p", c.swap_p, 0.0, 0.5)
+    # The swap is its own inverse. At p = 0.5 D sees the same mixture (half swapped, half not)
+    # whether G draws the real colours or the swapped ones, so nothing stops G drifting to
+    # blue skin: measured, 100% of samples after 1,500 steps (bench/train_leak.py). Below 0.5 the
+    # real colours stay the commoner ones among what D sees, and G is pushed back to them.
+    _range("swap_p", c.swap_p, 0.0, 0.45)
 
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:
