@@ -63,7 +63,8 @@ def test_ingest_then_status(tmp_path):
         "corrupt": 1, "empty": 1, "not_image": 2, "ok": 5, "too_large": 1, "too_small": 1,
     }
     assert st["stages"]["scraped"] == {"total": 11, "by_status": {"ok": 11}}
-    assert set(st) == {"home", "schema_version", "stages", "datasets", "review"}  # keys are only ever added
+    assert set(st) == {"home", "schema_version", "stages", "datasets", "review", "runs"}  # keys are only ever added
+    assert st["runs"] == []
     assert st["review"]["crops"] == 0 and st["review"]["decided"] == 0
     text = run("status", home=home).output
     assert "images (stored)" in text and "ok 5" in text
