@@ -52,6 +52,7 @@ class Proc:
     stdout: str
     stderr: str
     timed_out: bool = False
+    cpu_s: float = 0.0  # user + system time of the process and the children it waited for
 
     @property
     def peak_mb(self) -> float:
@@ -142,7 +143,35 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None, timeout: flo
         out.seek(0)
         err.seek(0)
         return Proc(cmd, p.returncode, wall, peak[0] / 1024, usage.ru_maxrss / 1024, out.read(), err.read(),
-                    bool(killed))
+                    bool(killed), usage.ru_utime + usage.ru_stime)
+
+
+class MachineLoad:
+    """How much of the machine other work took while the bench ran: every core's busy time
+    (/proc/stat) less the bench's own processes' CPU time, as cores in use on average."""
+
+    def __init__(self) -> None:
+        self.t, self.busy = time.perf_counter(), self._busy()
+        self.ours = 0.0
+        self.load_start = os.getloadavg()[0]
+
+    @staticmethod
+    def _busy() -> float:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+    def add(self, proc: Proc) -> Proc:
+        self.ours += proc.cpu_s
+        return proc
+
+    def summary(self) -> dict:
+        import resource
+
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        wall = time.perf_counter() - self.t
+        other = (self._busy() - self.busy - self.ours - me.ru_utime - me.ru_stime) / wall
+        return {"other_cores": max(0.0, other), "load_start": self.load_start, "load_end": os.getloadavg()[0]}
 
 
 # -- the two sides ---------------------------------------------------------------------------
@@ -228,7 +257,7 @@ def as_row(what: str, proc: Proc, steps: int) -> Row:
         row.train_img_s = float(doc["images_per_s"])
         if "speed" in doc:
             row.speed = speed_label(doc["speed"])
-        done = int(doc.get("steps" if "speed" not in doc else "step", steps))
+        done = int(doc["step"] if what != "reference" else doc["steps"])  # headshot: step reached of steps
         if done != steps:
             row.error = f"{what}: ran {done} steps, not {steps}"
     except (ValueError, KeyError, TypeError) as exc:
@@ -250,6 +279,7 @@ class Plan:
     variants: list[tuple[dict[str, str], Row | None]] = field(default_factory=list)
     warmup: dict = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    load: dict = field(default_factory=dict)
 
 
 def _device_name(device: str) -> str:
@@ -293,11 +323,14 @@ def run(plan: Plan, root: Path) -> None:
         raise SystemExit("the reference's warm-up run failed:\n" + r.why())
     plan.warmup["reference_s"] = r.wall_s
 
+    load = MachineLoad()
     for i in range(plan.repeats):
-        p = run_measured(reference_cmd(pics, plan.steps, plan.threads, plan.device, root / "ref-out"), env, plan.timeout)
+        p = load.add(run_measured(reference_cmd(pics, plan.steps, plan.threads, plan.device, root / "ref-out"), env,
+                                  plan.timeout))
         plan.rows.append(as_row("reference", p, plan.steps))
         name = f"speed-{i}"
-        p = run_measured(headshot_train(home, pics, name, plan.steps, plan.threads, plan.device), env, plan.timeout)
+        p = load.add(run_measured(headshot_train(home, pics, name, plan.steps, plan.threads, plan.device), env,
+                                  plan.timeout))
         plan.rows.append(as_row("headshot", p, plan.steps))
         clean(name)
         print(f"  pair {i + 1}/{plan.repeats}: reference {plan.rows[-2].train_img_s:.0f} img/s, "
@@ -316,11 +349,12 @@ def run(plan: Plan, root: Path) -> None:
                         plan.variants.append((sets, None))
                         continue
                     name = f"forced-{precision}-cl{cl}-compile{compile_}"
-                    p = run_measured(headshot_train(home, pics, name, plan.steps, plan.threads, plan.device, sets),
-                                     env, plan.timeout)
+                    p = load.add(run_measured(headshot_train(home, pics, name, plan.steps, plan.threads,
+                                                             plan.device, sets), env, plan.timeout))
                     plan.variants.append((sets, as_row(label, p, plan.steps)))
                     clean(name)
                     print(f"  {label}: {plan.variants[-1][1].train_img_s:.0f} img/s", file=sys.stderr, flush=True)
+    plan.load = load.summary()
 
 
 def _median(rows: list[Row], attr: str) -> float:
@@ -402,6 +436,11 @@ def report(plan: Plan) -> dict:
           f"(wait4). Pictures written in {plan.warmup.get('write_s', 0):.0f} s; untimed warm-ups: headshot "
           f"{plan.warmup.get('headshot_s', 0):.0f} s (1 step{', auto measured' if measured else ''}), reference "
           f"{plan.warmup.get('reference_s', 0):.0f} s (1 step).")
+    if plan.load:
+        print(f"Other work on the machine during the timed runs: {plan.load['other_cores']:.2f} cores on average "
+              f"(busy time in /proc/stat less the bench's own); load average {plan.load['load_start']:.1f} at the "
+              f"start, {plan.load['load_end']:.1f} at the end.")
+        result["other_cores"] = round(plan.load["other_cores"], 2)
     if plan.skipped:
         print(f"Not run, past the {plan.deadline:.0f} s limit: {', '.join(plan.skipped)}.")
     for r in failed:
