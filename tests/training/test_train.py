@@ -386,3 +386,23 @@ def test_auto_speed_settings_are_measured_once_and_remembered(tmp_path, monkeypa
     from training.device import measure_rate
 
     assert measure_rate(tiny(batch_size=4), torch.device("cpu"), Speed("fp32", False, False), steps=1, warmup=1) > 0
+
+
+def test_evaluate_a_run_and_two_folders_through_the_cli(faces, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    home = tmp_path / "ws"
+    subprocess.run(_train_cmd(home, faces, "--steps", "2"), check=True, capture_output=True, timeout=120)
+    r = CliRunner().invoke(app, ["--home", str(home), "evaluate", "--run", "k", "--samples", "24", "--json"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["run"] == "k" and doc["step"] == 2 and doc["n_fake"] == 24 and "copy_rate" in doc
+    assert doc["against"].startswith("train split")  # an --images run has no val split
+    assert list((home / "cache" / "features").glob("*.npy"))  # the real features, kept for next time
+    text = CliRunner().invoke(app, ["evaluate", "--real", str(faces), "--fake", str(faces)], catch_exceptions=False)
+    assert text.exit_code == 0 and "KID" in text.output and "FID" not in text.output.replace("not FID", "")
+    bad = CliRunner().invoke(app, ["evaluate", "--real", str(faces)], catch_exceptions=False)
+    assert bad.exit_code == 2 and "--fake" in bad.output
