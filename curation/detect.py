@@ -20,8 +20,7 @@ import numpy as np
 from PIL import Image
 
 from curation import models
-
-from .decode import bounded, prepare, to_rgb  # noqa: F401  (prepare is part of this module's API)
+from media.decode import bounded, prepare, to_rgb  # noqa: F401  (prepare is part of this module's API)
 
 DETECTORS = ("lbp", "haar", "animeface", "ensemble")
 RULES = ("union", "vote")

@@ -24,8 +24,8 @@ from manifests.atomic import DiskFull
 from manifests.blobs import BlobStore, sha256_hex
 from manifests.records import ScrapedImage, StoredImage, escape_text
 from manifests.workspace import Workspace, new_run_id, utcnow
+from media.decode import DecodeConfig, inspect_image
 
-from .decode import DecodeConfig, inspect_image
 from .fetch import FetchConfig, Fetcher, FetchResult, redact_url
 from .workers import die_with_parent
 

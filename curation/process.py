@@ -24,9 +24,9 @@ from manifests import tables
 from manifests.atomic import DiskFull, write_bytes_atomic
 from manifests.records import FaceCrop, FilterResult, HashRecord, ScrapedImage, StoredImage
 from manifests.workspace import Workspace, new_run_id
+from media.decode import bounded, decode_upright, prepare_from, with_alpha
 
 from .crop import CropConfig, crop_id, make_crop, square_box
-from .decode import bounded, decode_upright, prepare_from, with_alpha
 from .detect import DetectorConfig, Face, detect_faces, detector_version, disagreement, prepare
 from .filters import VERSIONS, FilterConfig, Verdict, run_face_filters, run_image_filters
 from .hashes import HashConfig, hash_records, sha256_of_image_pixels
@@ -397,4 +397,3 @@ def write_selection(ws: Workspace, cfg: ProcessConfig) -> None:
     path = ws.manifests / SELECTION_FILE
     if not path.exists() or path.read_bytes() != data:  # a rerun on the same settings writes nothing
         write_bytes_atomic(path, data)
-

@@ -66,11 +66,11 @@ def ingest(
     """
     from dataclasses import replace
 
-    from curation.decode import DecodeConfig
     from curation.fetch import FetchConfig
     from curation.ingest import IngestConfig, IngestInputError
     from curation.ingest import ingest as run_ingest
     from manifests.workspace import WorkspaceBusy
+    from media.decode import DecodeConfig
 
     cfg = IngestConfig(workers=workers, decode=replace(DecodeConfig(), min_side=min_side),
                        fetch=replace(FetchConfig(), per_host_delay=delay))

@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from curation.decode import to_rgb
 from manifests.atomic import write_bytes_atomic
 from manifests.workspace import Workspace
+from media.decode import to_rgb
 
 from .items import Item
 

@@ -15,13 +15,12 @@ import sys
 import time
 from datetime import datetime
 
-
-from curation.decode import DecodeConfig, inspect_image
 from manifests import tables
 from manifests.atomic import DiskFull
 from manifests.blobs import BlobStore, sha256_hex
 from manifests.records import ScrapedImage, StoredImage
 from manifests.workspace import Workspace, utcnow
+from media.decode import DecodeConfig, inspect_image
 
 from ..items import Fetched
 
