@@ -24,7 +24,8 @@ from manifests.atomic import DiskFull
 from manifests.blobs import BlobStore, sha256_hex
 from manifests.records import ScrapedImage, StoredImage, escape_text
 from manifests.workspace import Workspace, new_run_id, utcnow
-from media.decode import DecodeConfig, inspect_image
+from media import store as media_store
+from media.decode import DecodeConfig
 
 from .fetch import FetchConfig, Fetcher, FetchResult, redact_url
 from .workers import die_with_parent
@@ -119,13 +120,7 @@ def _init_worker(known: frozenset, decode: DecodeConfig, home: str) -> None:
 def _store(data: bytes, sha: str) -> StoredImage | None:
     if sha in _W["known"]:
         return None
-    insp = inspect_image(data, _W["decode"])
-    blob = _W["blobs"].put(data, insp.ext, sha) if insp.keep_bytes else ""
-    return StoredImage(
-        image_sha256=sha, status=insp.status, reason=insp.reason, blob_path=blob, bytes=len(data),
-        format=insp.format, width=insp.width, height=insp.height, mode=insp.mode, frames=insp.frames,
-        transparent=insp.transparent, ingested_at=utcnow(),
-    )
+    return media_store.store_bytes(_W["blobs"], data, _W["decode"], sha)
 
 
 def _special_kind(mode: int) -> str:

@@ -20,7 +20,8 @@ from manifests.atomic import DiskFull
 from manifests.blobs import BlobStore, sha256_hex
 from manifests.records import ScrapedImage, StoredImage
 from manifests.workspace import Workspace, utcnow
-from media.decode import DecodeConfig, inspect_image
+from media.decode import DecodeConfig
+from media.store import store_bytes
 
 from ..items import Fetched
 
@@ -86,15 +87,6 @@ class StorePipeline:
         print(f"headshot: error: {exc}", file=sys.stderr, flush=True)
         os._exit(4)
 
-    def _decode_and_keep(self, body: bytes, sha: str) -> StoredImage:
-        insp = inspect_image(body, self.decode)
-        blob = self.blobs.put(body, insp.ext, sha) if insp.keep_bytes else ""
-        return StoredImage(
-            image_sha256=sha, status=insp.status, reason=insp.reason, blob_path=blob, bytes=len(body),
-            format=insp.format, width=insp.width, height=insp.height, mode=insp.mode, frames=insp.frames,
-            transparent=insp.transparent, ingested_at=utcnow(),
-        )
-
     async def process_item(self, fetched: Fetched) -> Fetched:
         sha = ""
         if fetched.status == "ok" and fetched.body:
@@ -104,7 +96,7 @@ class StorePipeline:
                 # Decoding runs in a thread (Pillow releases the GIL), so the crawl's reactor
                 # keeps downloading on one core while images are validated on the other.
                 try:
-                    stored = await asyncio.to_thread(self._decode_and_keep, fetched.body, sha)
+                    stored = await asyncio.to_thread(store_bytes, self.blobs, fetched.body, self.decode, sha)
                 except DiskFull as exc:
                     self._stop_for(exc)
                 self.stored.append(stored)
