@@ -14,7 +14,6 @@ Basic auth on the first request only and never appear in what is returned.
 from __future__ import annotations
 
 import base64
-import email.utils
 import errno
 import http.client
 import re
@@ -28,6 +27,8 @@ import urllib.robotparser
 from dataclasses import asdict, dataclass, field
 
 from manifests.tables import code_version
+from media.optout import opted_out
+from media.web import parse_retry_after
 
 from .fetch_http import (ConnectTimedOut, Deadline, DeadlineExceeded, HTTPHandler, HTTPSHandler, host_key,
                          read_body)
@@ -90,28 +91,6 @@ def _basic_auth(parts: urllib.parse.SplitResult) -> str | None:
         return None
     pair = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
     return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
-
-
-def opted_out(headers) -> bool:
-    """X-Robots-Tag: noai / noimageai, in any of its forms (`noai`, `googlebot: noai, noimageai`)."""
-    for value in headers.get_all("X-Robots-Tag") or []:
-        tokens = {t.strip().lower() for part in value.split(",") for t in part.split(":")}
-        if tokens & {"noai", "noimageai"}:
-            return True
-    return False
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class RedirectRefused(Exception):

@@ -15,7 +15,7 @@ from scrapy.downloadermiddlewares.offsite import OffsiteMiddleware
 from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
 
-from curation.fetch import parse_retry_after
+from media.web import parse_retry_after
 
 log = logging.getLogger(__name__)
 

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from curation.fetch import opted_out
+from media.optout import header_opted_out
 
 from ..items import Fetched
-
-
-class _Headers:
-    def __init__(self, values: list[str]) -> None:
-        self.values = values
-
-    def get_all(self, name: str) -> list[str]:
-        return self.values
 
 
 class OptOutPipeline:
     def process_item(self, fetched: Fetched) -> Fetched:
         if fetched.is_page:
             return fetched
-        if opted_out(_Headers(fetched.x_robots_tag)):
+        if header_opted_out(fetched.x_robots_tag):
             return fetched.with_status("opted_out", "the image response says noai/noimageai (X-Robots-Tag)")
         if fetched.item.extra.get("page_noai"):
             return fetched.with_status("opted_out", "the artwork's page says noai/noimageai (meta robots)")

@@ -7,8 +7,9 @@ Both name a deviation by the number at the end of its URL, so items from either 
 turns the download into a 401/403.
 
 Every deviation is opted out of AI datasets unless its artist opts in (robots meta and
-X-Robots-Tag `noai`/`noimageai`); RSS and API carry no such flag, so `page_opted_out` and
-`header_opted_out` are here for the spider and the image pipeline to check.
+X-Robots-Tag `noai`/`noimageai`); RSS and API carry no such flag, so `page_opted_out` is here
+for the spider to check the deviation page with (the rule itself is media.optout's, the one
+ingest and every image pipeline apply).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import quote_plus, urljoin
 
 from parsel import Selector
 
+from media.optout import header_opted_out, says_noai  # noqa: F401  (header_opted_out: part of this module's API)
 from spiders.parsing import Blocked, ImageItem, PageError, Parsed, Truncated, Unavailable
 
 SOURCE = "deviantart"
@@ -42,8 +44,6 @@ NS = {
 
 _ID_AT_END = re.compile(r"-(\d+)/?$")
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
-_ROBOTS_TOKENS = re.compile(r"[\s,:]+")
-_OPT_OUT = {"noai", "noimageai"}
 
 
 class TokenExpired(Unavailable):
@@ -237,21 +237,11 @@ def _rss_next(channel: ET.Element, url: str) -> str | None:
 # ---------------------------------------------------------------- AI opt-out
 
 
-def _says_noai(value: str) -> bool:
-    # "noai, noimageai", "noai noimageai" and "googlebot: noai" all split into the same tokens.
-    return bool(_OPT_OUT & {t.lower() for t in _ROBOTS_TOKENS.split(value)})
-
-
 def page_opted_out(html: str) -> bool:
     """True when a deviation page carries <meta name="robots" content="...noai..."> (or noimageai)."""
     sel = Selector(text=html)
     metas = sel.xpath("//meta[translate(@name, 'ROBTS', 'robts')='robots']/@content").getall()
-    return any(_says_noai(content) for content in metas)
-
-
-def header_opted_out(values: list[str]) -> bool:
-    """True when any X-Robots-Tag value says noai or noimageai, for any (or no) user agent."""
-    return any(_says_noai(v) for v in values)
+    return any(says_noai(content) for content in metas)
 
 
 # The API half lives in its own module; importing it last avoids a circular import.
