@@ -1,0 +1,48 @@
+"""The thresholds of every filter, in one typed config (saved into every output of `headshot process`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timezone
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Thresholds of the filters. Defaults and the measurements behind them: bench/filter_eval.py."""
+
+    # Colour at equal lightness (`colour_stats`), in chroma units of the 0-255 RGB scale.
+    # One-ink pictures (line art, manga, their face boxes) measure <= 0.83, colour art >= 1.36
+    # (a pink one-hue painting; the rest >= 2.5, generated faces >= 3.3).
+    min_colour: float = 1.05
+    # Share of the light tones painted in one strong hue at which a picture counts as printed on
+    # tinted paper (a duotone): an orange/navy manga print measures >= 0.89, colour art <= 0.74.
+    max_tint_share: float = 0.81
+    # Fine-to-coarse detail x distinct pixels x edge cover. Sharp art (stored size, 128 px crops,
+    # flat-shaded cartoons at 64-512 px) measures >= 0.8; a Gaussian blur of radius 3 at 256 px
+    # <= 0.21, a 3x soft upscale <= 0.39, a 4x nearest-neighbour upscale <= 0.13.
+    min_sharpness: float = 0.5
+    # Shorter side of the face box in source pixels: the default model trains at 64 x 64
+    # (DCGAN-64), so a smaller face would be upscaled, inventing detail it never had.
+    min_face_side: int = 64
+    # Face box area / picture area. Full-body pictures in ../shared measure 1.4-2.6%,
+    # portraits and upper bodies >= 3.6%.
+    min_face_share: float = 0.03
+    # Keep items published on or after this instant (None: no date filter). Naive = UTC.
+    min_published: datetime | None = None
+    keep_undated: bool = True  # an item with no known date passes, with the reason "no date"
+    # A score within this fraction of its threshold is doubtful and goes to review first.
+    doubtful_margin: float = 0.25
+    doubtful_days: float = 31.0  # the same for dates, in days
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        if self.min_published is not None:
+            d["min_published"] = utc(self.min_published).isoformat()
+        return d
+
+
+def utc(t: datetime | date) -> datetime:
+    """An aware UTC datetime; a date is its midnight, a naive datetime is taken as UTC."""
+    if not isinstance(t, datetime):
+        t = datetime(t.year, t.month, t.day)
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
