@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from curation import filters
+from curation.process_dedup import DUPLICATE
 from manifests.atomic import write_bytes_atomic
 from manifests.workspace import Workspace
 from media.decode import to_rgb
@@ -30,18 +32,12 @@ from .items import Item
 # so features measured by other code are never mixed with these.
 FEATURE_VERSION = "1"
 
-# Filters of the rejection ledger, each with a fixed slot (a filter missing on a crop: present 0).
-FILTERS = ("monochrome", "sharpness", "face_size", "face_share", "published_after", "duplicate")
-_RATIO_CLIP = 4.0  # log2(score / threshold): 16x either side says all there is to say
-_YEARS_SCALE = 5.0  # published_after scores are decimal years: the margin in 5-year units, clipped to +-1
 _PIXEL_SIDE = 256  # crops are 64-256 px; a larger file is shrunk before measuring
 _COLOUR_SIDE = 64  # colour statistics are taken at this size (image_stats does the same)
 _GREY_CHROMA = 16  # max - min of R, G, B (0-255) at or under which a pixel counts as grey
 _HUE_BINS = 8
 
-LEDGER_NAMES: tuple[str, ...] = tuple(
-    f"{f}.{part}" for f in FILTERS for part in ("ratio", "passed", "present")
-) + ("detector_score", "keeper", "distance", "log_group_size")
+_ITEM_NAMES = ("detector_score", "keeper", "distance", "log_group_size")
 PIXEL_NAMES: tuple[str, ...] = (
     ("hue_x", "hue_y", "hue_spread", "sat_mean", "sat_std", "val_mean", "val_std",
      "colourfulness", "grey_fraction", "log_laplacian_var")
@@ -49,41 +45,66 @@ PIXEL_NAMES: tuple[str, ...] = (
     + tuple(f"thumb_{r}{c}" for r in range(4) for c in range(4))
     + ("unreadable",)
 )
-FEATURE_NAMES: tuple[str, ...] = LEDGER_NAMES + PIXEL_NAMES
 N_PIXEL = len(PIXEL_NAMES)
 
 
 # --- ledger ----------------------------------------------------------------------------------------
-def _ratio(name: str, score: float, threshold: float, passed: bool) -> float:
-    """Where the score lies relative to its threshold, on a scale that means the same for every
-    crop. Without a usable threshold (no date filter, undated item) it falls back to the verdict."""
-    if not (math.isfinite(score) and math.isfinite(threshold)):
-        return 0.0
-    if name == "published_after":
-        return max(-1.0, min(1.0, (score - threshold) / _YEARS_SCALE))
-    if threshold <= 0:
-        return 0.0
-    r = math.log2(max(score, 0.0) / threshold) if score > 0 else -_RATIO_CLIP
-    return max(-_RATIO_CLIP, min(_RATIO_CLIP, r))
+def _duplicate_features(score: float, threshold: float, passed: bool) -> tuple[float, ...]:
+    return (filters.log_ratio(score, threshold), float(passed))
 
 
-def ledger_features(item: Item) -> list[float]:
+Slot = tuple[str, tuple[str, ...], Callable[[float, float, bool], tuple[float, ...]]]
+
+
+def ledger_slots() -> list[Slot]:
+    """(verdict name, feature parts, features of one ledger row) per ledger verdict the learner
+    reads: every registered filter, in run order, then dedup's verdict (not a filter: see
+    curation.filters). Each has a fixed slot; a verdict missing on a crop gives present 0."""
+    return [(f.name, f.features, f.learner_features) for f in filters.registered()] + [
+        (DUPLICATE, ("ratio", "passed"), _duplicate_features)]
+
+
+def ledger_names(slots: Sequence[Slot] | None = None) -> tuple[str, ...]:
+    return tuple(f"{name}.{part}" for name, parts, _ in (slots or ledger_slots()) for part in (*parts, "present")
+                 ) + _ITEM_NAMES
+
+
+def feature_names() -> tuple[str, ...]:
+    return ledger_names() + PIXEL_NAMES
+
+
+def __getattr__(name: str):
+    # FILTERS, LEDGER_NAMES and FEATURE_NAMES follow the filter registry, so they are computed
+    # when asked for, not frozen when this module was first imported.
+    if name == "FILTERS":
+        return tuple(n for n, _, _ in ledger_slots())
+    if name == "LEDGER_NAMES":
+        return ledger_names()
+    if name == "FEATURE_NAMES":
+        return feature_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def ledger_features(item: Item, slots: Sequence[Slot] | None = None) -> list[float]:
     """One value per LEDGER_NAMES entry. A filter that ran twice on a crop (monochrome runs on
-    the picture and on the crop) counts with its worst ratio, and passed only if both passed."""
-    slots: dict[str, list[float]] = {}
+    the picture and on the crop) counts with the lower of each value: its worst ratio, and
+    passed only if both passed. `slots`: ledger_slots(), when the caller has it at hand."""
+    slots = ledger_slots() if slots is None else slots
+    of = {name: fn for name, _, fn in slots}
+    got: dict[str, list[float]] = {}
     for r in item.reasons:
         name = r.get("filter")
-        if name not in FILTERS:
+        fn = of.get(name)
+        if fn is None:
             continue
         score = float(r["score"]) if r.get("score") is not None else math.nan
         threshold = float(r["threshold"]) if r.get("threshold") is not None else math.nan
-        passed = bool(r.get("passed"))
-        ratio = _ratio(name, score, threshold, passed)
-        old = slots.get(name)
-        slots[name] = [ratio, float(passed), 1.0] if old is None else [min(old[0], ratio), min(old[1], float(passed)), 1.0]
+        values = [*fn(score, threshold, bool(r.get("passed"))), 1.0]
+        old = got.get(name)
+        got[name] = values if old is None else [min(a, b) for a, b in zip(old, values)]
     out: list[float] = []
-    for name in FILTERS:
-        out.extend(slots.get(name, (0.0, 0.0, 0.0)))
+    for name, parts, _ in slots:
+        out.extend(got.get(name, (0.0,) * (len(parts) + 1)))
     det = float(item.detector_score) if math.isfinite(item.detector_score) else 0.0
     out += [math.log1p(max(det, 0.0)), float(bool(item.keeper)), float(item.distance),
             math.log(max(int(item.group_size), 1))]
@@ -91,7 +112,9 @@ def ledger_features(item: Item) -> list[float]:
 
 
 def ledger_matrix(items: Sequence[Item]) -> np.ndarray:
-    return np.array([ledger_features(it) for it in items], dtype=np.float32).reshape(len(items), len(LEDGER_NAMES))
+    slots = ledger_slots()
+    return np.array([ledger_features(it, slots) for it in items],
+                    dtype=np.float32).reshape(len(items), len(ledger_names(slots)))
 
 
 # --- pixels ----------------------------------------------------------------------------------------
@@ -166,7 +189,7 @@ class FeatureCache:
 
     def __init__(self, ws: Workspace, compute: Callable[[Path], np.ndarray] = pixel_features):
         self.home = ws.home
-        self.path = ws.home / "cache" / f"review-features-{FEATURE_VERSION}.npz"
+        self.path = ws.cache / f"review-features-{FEATURE_VERSION}.npz"
         self._compute = compute
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
@@ -179,7 +202,7 @@ class FeatureCache:
         # reloaded queue brings new objects, and their rows are computed afresh.
         self._ledger_lock = threading.Lock()
         self._ledger_of: dict[str, tuple[Item, int]] = {}
-        self._ledger = np.zeros((1024, len(LEDGER_NAMES)), np.float32)
+        self._ledger = np.zeros((1024, len(ledger_names())), np.float32)
         self._n_ledger = 0
         self._load()
 
@@ -263,7 +286,11 @@ class FeatureCache:
 
     def ledger(self, items: Sequence[Item]) -> np.ndarray:
         """ledger_matrix(items), remembered per Item object."""
+        slots = ledger_slots()
+        width = len(ledger_names(slots))
         with self._ledger_lock:
+            if self._ledger.shape[1] != width:  # the filter registry changed: every row is stale
+                self._ledger_of, self._ledger, self._n_ledger = {}, np.zeros((1024, width), np.float32), 0
             if self._n_ledger > 2 * len(self._ledger_of) + 4096:  # mostly rows of replaced Items
                 live = sorted(self._ledger_of.items(), key=lambda kv: kv[1][1])
                 self._ledger = self._ledger[[n for _, (_, n) in live]]
@@ -275,7 +302,7 @@ class FeatureCache:
                 if hit is None or hit[0] is not it:
                     if self._n_ledger == len(self._ledger):
                         self._ledger = np.concatenate([self._ledger, np.zeros_like(self._ledger)])
-                    self._ledger[self._n_ledger] = ledger_features(it)
+                    self._ledger[self._n_ledger] = ledger_features(it, slots)
                     hit = self._ledger_of[it.crop_id] = (it, self._n_ledger)
                     self._n_ledger += 1
                 idx[k] = hit[1]
