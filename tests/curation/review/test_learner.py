@@ -129,6 +129,31 @@ def test_ledger_features_have_fixed_slots():
     assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES))
 
 
+def test_a_filter_registered_later_widens_the_cache_s_matrix(ws):
+    from curation import filters as F
+    from curation.review import features
+
+    class Tinted(F.Filter):  # lives in this test only
+        name, version, reads, order = "test_tinted", "1", ("min_colour",), 70
+
+    items, _ = _items(ws, 2, 2)
+    for k, it in enumerate(items):
+        it.reasons = [{"filter": "test_tinted", "score": 0.5 + k, "threshold": 1.0, "passed": k >= 1}]
+    cache = FeatureCache(ws)
+    cache.ensure(items)
+    before, _ = cache.matrix(items)
+    F.register(Tinted)
+    try:
+        X, _ = cache.matrix(items)  # the same Item objects: their remembered ledger rows are stale
+        assert X.shape == (4, len(features.FEATURE_NAMES)) == (4, before.shape[1] + 3)
+        col = {n: X[:, i] for i, n in enumerate(features.FEATURE_NAMES)}
+        assert col["test_tinted.present"].tolist() == [1, 1, 1, 1] and col["test_tinted.passed"].tolist() == [0, 1, 1, 1]
+        assert col["test_tinted.ratio"] == pytest.approx(np.log2([0.5, 1.5, 2.5, 3.5]))
+    finally:
+        F.unregister(Tinted.name)
+    assert np.array_equal(cache.matrix(items)[0], before)
+
+
 def test_cache_computes_once_and_a_second_cache_loads_it(ws):
     items, _ = _items(ws, 3, 3)
     calls = []
