@@ -10,7 +10,6 @@ not decoded again.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
 import os
 import stat
 import time
@@ -23,12 +22,12 @@ from manifests import tables
 from manifests.atomic import DiskFull
 from manifests.blobs import BlobStore, sha256_hex
 from manifests.records import ScrapedImage, StoredImage, escape_text
+from manifests.stage import COMMIT_WAIT, RowBuffer, StageReport, call_in_worker, worker_pool, write_rows
 from manifests.workspace import Workspace, new_run_id, utcnow
 from media import store as media_store
 from media.decode import DecodeConfig
 
 from .fetch import FetchConfig, Fetcher, FetchResult, redact_url
-from .workers import die_with_parent
 
 
 class IngestInputError(ValueError):
@@ -51,8 +50,9 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class Input:
-    kind: str  # file | url
+    kind: str  # file | url | fetched (a URL whose bytes were downloaded already)
     uri: str  # absolute path or URL
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -63,6 +63,11 @@ class IngestReport:
     already_stored: int = 0
     stored_status: Counter = field(default_factory=Counter)  # of the new StoredImage rows
     input_status: Counter = field(default_factory=Counter)  # of every input's ScrapedImage row
+    stage: StageReport = None  # type: ignore[assignment]  # set in __post_init__
+
+    def __post_init__(self) -> None:
+        if self.stage is None:
+            self.stage = StageReport("ingest", self.run_id)
 
 
 URL_LIST_MAX_BYTES = 64 * 1024 * 1024
@@ -107,20 +112,34 @@ def expand_inputs(paths: list[str], exclude: Path | None = None) -> list[Input]:
     return out
 
 
-# --- worker side (runs in the decoding processes) -------------------------------------------
-
-_W: dict = {}
+# --- worker side: `run(item, context)`, pure ------------------------------------------------
 
 
-def _init_worker(known: frozenset, decode: DecodeConfig, home: str) -> None:
-    die_with_parent()
-    _W.update(known=known, decode=decode, blobs=BlobStore(Path(home)))
+@dataclass(frozen=True)
+class IngestContext:
+    """What every input of one run needs besides itself: picklable, handed to each worker once."""
+
+    home: str
+    decode: DecodeConfig
+    fetch: FetchConfig
+    known: frozenset = frozenset()  # contents already stored when the run was planned: not decoded again
 
 
-def _store(data: bytes, sha: str) -> StoredImage | None:
-    if sha in _W["known"]:
+@dataclass(frozen=True)
+class Read:
+    """What became of one input: its status and reason, its content's sha256 when its bytes
+    were read, and the StoredImage row when that content is new."""
+
+    status: str
+    reason: str = ""
+    sha: str = ""
+    stored: StoredImage | None = None
+
+
+def _store(data: bytes, sha: str, ctx: IngestContext) -> StoredImage | None:
+    if sha in ctx.known:
         return None
-    return media_store.store_bytes(_W["blobs"], data, _W["decode"], sha)
+    return media_store.store_bytes(BlobStore(Path(ctx.home)), data, ctx.decode, sha)
 
 
 def _special_kind(mode: int) -> str:
@@ -161,59 +180,44 @@ def read_regular(path: str, cap: int) -> tuple[str, str, bytes | None]:
     return "ok", "", data
 
 
-def _work_file(path: str) -> tuple[str, str, str, StoredImage | None]:
-    """-> (input status, reason, sha256, new StoredImage or None when the content is known)."""
-    status, reason, data = read_regular(path, _W["decode"].max_bytes)
+def store_bytes(data: bytes, ctx: IngestContext) -> Read:
+    """Bytes obtained for an input (read or downloaded) -> their blob and StoredImage row."""
+    sha = sha256_hex(data)
+    return Read("ok", "", sha, _store(data, sha, ctx))
+
+
+def _read_file(path: str, ctx: IngestContext) -> Read:
+    status, reason, data = read_regular(path, ctx.decode.max_bytes)
     if data is None:
-        return status, reason, "", None
-    sha = sha256_hex(data)
-    return "ok", "", sha, _store(data, sha)
+        return Read(status, reason)
+    return store_bytes(data, ctx)
 
 
-def _work_files(paths: list[str]) -> list[tuple[str, str, str, StoredImage | None]]:
+def run(item: Input, ctx: IngestContext) -> Read:
+    """One input: a file is read, a URL downloaded (on its own, with this call's own politeness
+    state: the local executor shares one downloader across its threads instead), then stored.
+    Never raises for the input's own faults (a full disk does raise)."""
+    try:
+        if item.kind == "file":
+            return _read_file(item.uri, ctx)
+        if item.kind == "fetched" and item.data is not None:
+            return store_bytes(item.data, ctx)
+        res: FetchResult = Fetcher(ctx.fetch).fetch(item.uri)
+        if res.status != "ok" or res.data is None:
+            return Read(res.status, res.reason)
+        return store_bytes(res.data, ctx)
+    except DiskFull:
+        raise  # not this input's fault: every later write would fail the same way
+    except Exception as exc:  # one input's failure must not end the run
+        return Read("unreadable", f"{type(exc).__name__}: {exc}")
+
+
+def run_files(items: list[Input], ctx: IngestContext) -> list[Read]:
     """Several files per task: one round trip to the driver per chunk, not per file."""
-    out = []
-    for p in paths:
-        try:
-            out.append(_work_file(p))
-        except DiskFull:
-            raise  # not this input's fault: every later write would fail the same way
-        except Exception as exc:  # one input's failure must not end the run
-            out.append(("unreadable", f"{type(exc).__name__}: {exc}", "", None))
-    return out
-
-
-def _work_bytes(data: bytes) -> tuple[str, str, str, StoredImage | None]:
-    sha = sha256_hex(data)
-    return "ok", "", sha, _store(data, sha)
+    return [run(item, ctx) for item in items]
 
 
 # --- driver side --------------------------------------------------------------------------
-
-
-class _Writer:
-    """Buffers rows and writes them as whole parts: stored first, so that an input row never
-    points at content whose row was lost."""
-
-    def __init__(self, ws: Workspace, run_id: str, cfg: IngestConfig) -> None:
-        self.ws, self.run_id, self.cfg = ws, run_id, cfg
-        self.stored: list[StoredImage] = []
-        self.scraped: list[ScrapedImage] = []
-        self.last = time.monotonic()
-
-    def add(self, scraped: ScrapedImage | None, stored: StoredImage | None) -> None:
-        if stored is not None:
-            self.stored.append(stored)
-        if scraped is not None:
-            self.scraped.append(scraped)
-        if len(self.stored) + len(self.scraped) >= self.cfg.part_rows or time.monotonic() - self.last > self.cfg.part_seconds:
-            self.flush()
-
-    def flush(self) -> None:
-        config = self.cfg.as_dict()
-        tables.append(self.ws, StoredImage, self.stored, self.run_id, config)
-        tables.append(self.ws, ScrapedImage, self.scraped, self.run_id, config)
-        self.stored, self.scraped, self.last = [], [], time.monotonic()
 
 
 def _input_row(inp: Input, status: str, reason: str, sha: str, run_id: str) -> ScrapedImage:
@@ -235,48 +239,83 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="file", desc="ingest", disable=None if enabled else True, smoothing=0.1)
 
 
-def ingest(paths: list[str], ws: Workspace, cfg: IngestConfig | None = None, progress: bool = True) -> IngestReport:
-    """Ingest `paths` into `ws`. Takes the workspace's writer lock for the whole run."""
+def plan(ws: Workspace, paths: list[str], cfg: IngestConfig | None = None) -> tuple[list[Input], IngestContext]:
+    """The inputs `paths` name, and the context to run them in. Takes no lock."""
     cfg = cfg or IngestConfig()
     inputs = expand_inputs(paths, exclude=ws.home)
+    known = frozenset(tables.read_table(ws, StoredImage, ["image_sha256"]).column("image_sha256").to_pylist())
+    return inputs, IngestContext(str(ws.home), cfg.decode, cfg.fetch, known)
+
+
+# Stored rows first: an input row never points at content whose row was lost.
+ORDER = (StoredImage, ScrapedImage)
+
+
+def commit(ws: Workspace, outcomes: list[tuple[Input, Read]], run_id: str, cfg: IngestConfig | None = None, *,
+           final: bool = True, report: IngestReport | None = None) -> IngestReport:
+    """Write the inputs' rows under the writer lock: a content another run stored meanwhile,
+    or an input whose row is unchanged, is not written again. `final`: compact the tables."""
+    cfg = cfg or IngestConfig()
+    report = report or IngestReport(run_id=run_id)
+    buf = RowBuffer()
+    stored_now: set[str] = set()
+    for inp, res in outcomes:
+        stored = res.stored
+        if stored is not None and stored.image_sha256 in stored_now:
+            stored = None  # the same bytes came twice in this batch
+        if stored is not None:
+            stored_now.add(stored.image_sha256)
+            buf.add([stored])
+        buf.add([_input_row(inp, res.status, res.reason, res.sha, run_id)])
+        report.input_status[res.status] += 1
+        report.stage.items += 1
+        report.stage.status[res.status] += 1
+    written = write_rows(ws, buf.take(), ORDER, run_id, cfg.as_dict(), report.stage, what="ingest")
+    # New is what this run wrote: a content that another run beside it stored first is "already stored".
+    fresh = written.get(StoredImage, [])
+    report.stored_status.update(r.status for r in fresh)
+    report.new_images += len(fresh)
+    report.already_stored += sum(1 for _, res in outcomes if res.sha) - len(fresh)
+    if final:
+        with ws.writer_lock(f"ingest {run_id}", wait=COMMIT_WAIT):
+            tables.compact(ws, StoredImage, run_id)
+            tables.compact(ws, ScrapedImage, run_id)
+    return report
+
+
+def ingest(paths: list[str], ws: Workspace, cfg: IngestConfig | None = None, progress: bool = True) -> IngestReport:
+    """Ingest `paths` into `ws`: plan, read and decode on every core, commit in parts.
+
+    Takes the workspace's writer lock only to commit, briefly: another stage on the same
+    workspace goes on meanwhile."""
+    cfg = cfg or IngestConfig()
+    started = time.monotonic()
+    inputs, ctx = plan(ws, paths, cfg)
     run_id = new_run_id("ingest")
     report = IngestReport(run_id=run_id, inputs=len(inputs))
-    with ws.writer_lock(f"ingest {run_id}"):
-        known = set(tables.read_table(ws, StoredImage, ["image_sha256"]).column("image_sha256").to_pylist())
-        previous = {
-            (r["source"], r["source_id"], r["image_url"]): (r["image_sha256"], r["status"])
-            for r in tables.read_table(ws, ScrapedImage, ["source", "source_id", "image_url", "image_sha256", "status"]).to_pylist()
-        }
-        writer = _Writer(ws, run_id, cfg)
-        done: set[str] = set()
-        full: DiskFull | None = None
+    batch: list[tuple[Input, Read]] = []
+    last = time.monotonic()
+    done: set[str] = set()
+    full: DiskFull | None = None
+    try:
+        for inp, res in _run(inputs, cfg, ctx, progress):
+            done.add(inp.uri)
+            batch.append((inp, res))
+            if 2 * len(batch) >= cfg.part_rows or time.monotonic() - last > cfg.part_seconds:
+                commit(ws, batch, run_id, cfg, final=False, report=report)
+                batch, last = [], time.monotonic()
+    except DiskFull as exc:
+        full = exc.needing(_bytes_left(inputs, done))
+    finally:
         try:
-            for inp, (status, reason, sha, stored) in _run(inputs, ws, cfg, frozenset(known), progress):
-                done.add(inp.uri)
-                if stored is not None and stored.image_sha256 in known:
-                    stored = None  # the same bytes came twice in this run
-                if stored is not None:
-                    known.add(stored.image_sha256)
-                    report.new_images += 1
-                    report.stored_status[stored.status] += 1
-                elif sha:
-                    report.already_stored += 1
-                report.input_status[status] += 1
-                row = _input_row(inp, status, reason, sha, run_id)
-                unchanged = previous.get((row.source, row.source_id, row.image_url)) == (sha, status)
-                writer.add(None if unchanged else row, stored)
-        except DiskFull as exc:
-            full = exc.needing(_bytes_left(inputs, done))
-        finally:
-            try:
-                writer.flush()  # what was decoded is kept, as far as it fits
-            except DiskFull:
-                if full is None:
-                    raise
-        if full is not None:
-            raise full
-        tables.compact(ws, StoredImage, run_id)
-        tables.compact(ws, ScrapedImage, run_id)
+            commit(ws, batch, run_id, cfg, final=False, report=report)  # what was decoded is kept, as far as it fits
+        except DiskFull:
+            if full is None:
+                raise
+    if full is not None:
+        raise full
+    commit(ws, [], run_id, cfg, final=True, report=report)
+    report.stage.seconds = time.monotonic() - started
     return report
 
 
@@ -292,21 +331,20 @@ def _bytes_left(inputs: list[Input], done: set[str]) -> int:
     return int(total * 1.05)
 
 
-def _run(inputs: list[Input], ws: Workspace, cfg: IngestConfig, known: frozenset, progress: bool
-         ) -> Iterator[tuple[Input, tuple[str, str, str, StoredImage | None]]]:
+def _run(inputs: list[Input], cfg: IngestConfig, ctx: IngestContext, progress: bool) -> Iterator[tuple[Input, Read]]:
+    """The local executor: files in chunks on every core; URLs downloaded in threads that share
+    one downloader (per-host throttle, dead-host memory), their bytes stored on the cores."""
     workers = cfg.workers or os.cpu_count() or 1
-    ctx = multiprocessing.get_context("fork")
-    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                initargs=(known, cfg.decode, str(ws.home))) as procs:
+    with worker_pool(run_files, ctx, workers, start="fork") as procs:
         # With fork, every worker starts on the first submit: do it now, before any thread exists.
         procs.submit(int).result()
         fetcher = Fetcher(cfg.fetch)
 
-        def fetch_then_decode(url: str) -> tuple[str, str, str, StoredImage | None]:
+        def fetch_then_store(url: str) -> list[Read]:
             res: FetchResult = fetcher.fetch(url)
             if res.status != "ok" or res.data is None:
-                return res.status, res.reason, "", None
-            return procs.submit(_work_bytes, res.data).result()
+                return [Read(res.status, res.reason)]
+            return procs.submit(call_in_worker, [Input("fetched", url, res.data)]).result()
 
         with cf.ThreadPoolExecutor(max(1, cfg.download_threads), thread_name_prefix="fetch") as threads, \
                 _progress(len(inputs), progress) as bar:
@@ -316,9 +354,9 @@ def _run(inputs: list[Input], ws: Workspace, cfg: IngestConfig, known: frozenset
             while True:
                 while len(pending) < window and (job := next(todo, None)) is not None:
                     if job[0].kind == "file":
-                        fut = procs.submit(_work_files, [inp.uri for inp in job])
+                        fut = procs.submit(call_in_worker, job)
                     else:
-                        fut = threads.submit(lambda url: [fetch_then_decode(url)], job[0].uri)
+                        fut = threads.submit(fetch_then_store, job[0].uri)
                     pending[fut] = job
                 if not pending:
                     break
@@ -335,7 +373,7 @@ def _run(inputs: list[Input], ws: Workspace, cfg: IngestConfig, known: frozenset
                             other.cancel()
                         raise
                     except Exception as exc:  # one input's failure must not end the run
-                        results = [("unreadable", f"{type(exc).__name__}: {exc}", "", None)] * len(job)
+                        results = [Read("unreadable", f"{type(exc).__name__}: {exc}")] * len(job)
                     yield from zip(job, results)
 
 

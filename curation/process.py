@@ -9,11 +9,9 @@ whole Parquet parts while it goes, so a killed run resumes where it was.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import io
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -22,15 +20,17 @@ from typing import Iterator
 
 from manifests import tables
 from manifests.atomic import DiskFull, write_bytes_atomic
+from manifests.stage import RowBuffer, StageReport, run_items, write_rows
 from manifests.records import FaceCrop, FilterResult, HashRecord, ScrapedImage, StoredImage
 from manifests.workspace import Workspace, new_run_id
 from media.decode import bounded, decode_upright, prepare_from, with_alpha
 
+from . import selection
 from .crop import CropConfig, crop_id, make_crop, square_box
 from .detect import DetectorConfig, Face, detect_faces, detector_version, disagreement, prepare
 from .filters import VERSIONS, FilterConfig, Verdict, run_face_filters, run_image_filters
+from .selection import CropSettings
 from .hashes import HashConfig, hash_records, sha256_of_image_pixels
-from .workers import die_with_parent, forkserver_context
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ def detection_key(cfg: DetectorConfig, cascade_dir: Path | None = None) -> str:
 
 @dataclass
 class Job:
+    """One image's work: detect (faces None), re-crop from known boxes, or re-run stale filters."""
+
     image_sha256: str
     blob_path: str
     published_at: datetime | None
@@ -79,6 +81,10 @@ class Job:
     def filters_only(self) -> bool:
         return self.faces is None and (self.refilter_image or bool(self.refilter_crops))
 
+    @property
+    def kind(self) -> str:
+        return "refilter" if self.filters_only else "detect" if self.faces is None else "recrop"
+
 
 @dataclass
 class Outcome:
@@ -90,24 +96,9 @@ class Outcome:
     detected: bool = False  # this outcome is the image's detection (its "faces" row)
 
 
-# The settings each filter's verdict depends on: a change to one of them re-runs that filter
-# alone (no detection, no other filter).
-FILTER_FIELDS = {
-    "monochrome": ("min_colour", "max_tint_share", "doubtful_margin"),
-    "sharpness": ("min_sharpness", "doubtful_margin"),
-    "face_size": ("min_face_side", "doubtful_margin"),
-    "face_share": ("min_face_share", "doubtful_margin"),
-    "published_after": ("min_published", "keep_undated", "doubtful_days"),
-}
-IMAGE_FILTERS = ("monochrome",)
-FACE_FILTERS = ("face_size", "face_share", "sharpness", "monochrome", "published_after")
-
-
-def filter_version(name: str, cfg: FilterConfig) -> str:
-    """The code version of a filter plus a fingerprint of the settings it reads."""
-    d = cfg.as_dict()
-    fields = json.dumps({k: d[k] for k in FILTER_FIELDS.get(name, ())}, sort_keys=True, default=str)
-    return f"{VERSIONS.get(name, '0')}+{hashlib.sha256(fields.encode()).hexdigest()[:8]}"
+# Where each filter runs, the settings its verdict depends on (a change to one of them re-runs
+# that filter alone: no detection, no other filter) and its version: each filter's class says.
+from .filters import FACE_FILTERS, FILTER_FIELDS, IMAGE_FILTERS, filter_version  # noqa: E402,F401
 
 
 def _record(v: Verdict, subject: str, cfg: FilterConfig) -> FilterResult:
@@ -122,34 +113,45 @@ def crop_relpath(cid: str) -> str:
     return f"crops/{cid[:2]}/{cid}.png"
 
 
-# --- worker side ----------------------------------------------------------------------------
-
-_W: dict = {}
+# --- worker side: `run(job, context)`, pure ------------------------------------------------
 
 
-def _init_worker(home: str, cfg: ProcessConfig, det_key: str, det_version: str) -> None:
-    die_with_parent()
+@dataclass(frozen=True)
+class ProcessContext:
+    """What every job of one run needs besides itself: picklable, handed to each worker once."""
+
+    home: str
+    cfg: ProcessConfig
+    det_key: str
+    det_version: str
+
+
+def context(ws: Workspace, cfg: ProcessConfig) -> ProcessContext:
+    return ProcessContext(str(ws.home), cfg, detection_key(cfg.detector), detector_version(cfg.detector))
+
+
+def worker_setup() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # the pool already has a process per core: OpenCV's own threads would contend
-    _W.update(home=Path(home), cfg=cfg, det_key=det_key, det_version=det_version)
 
 
-def work(job: Job) -> Outcome:
-    """All the pixel work for one image. Never raises: a failure is an Outcome with an error."""
+def run(job: Job, ctx: ProcessContext) -> Outcome:
+    """All the pixel work for one image. Never raises for the image's own faults: a failure is
+    an Outcome with an error (a full disk does raise: it is not the image's fault, and recording
+    the image as seen would skip it for good)."""
     try:
-        out = _work(job)
+        out = _refilter(job, ctx) if job.filters_only else _work(job, ctx)
     except DiskFull:
-        raise  # not this image's fault: the run stops (recording it as seen would skip it for good)
+        raise
     except Exception as exc:  # one bad image must cost one row, not the run
         out = Outcome(job.image_sha256, error=f"{type(exc).__name__}: {exc}")
-    out.detected = job.faces is None and not job.filters_only
+    out.detected = job.kind == "detect"
     return out
 
 
-def _refilter(job: Job) -> Outcome:
-    cfg: ProcessConfig = _W["cfg"]
-    home: Path = _W["home"]
+def _refilter(job: Job, ctx: ProcessContext) -> Outcome:
+    cfg, home = ctx.cfg, Path(ctx.home)
     out = Outcome(job.image_sha256)
     if job.refilter_image:
         image = prepare((home / job.blob_path).read_bytes())
@@ -165,11 +167,8 @@ def _refilter(job: Job) -> Outcome:
     return out
 
 
-def _work(job: Job) -> Outcome:
-    if job.filters_only:
-        return _refilter(job)
-    cfg: ProcessConfig = _W["cfg"]
-    home: Path = _W["home"]
+def _work(job: Job, ctx: ProcessContext) -> Outcome:
+    cfg, home = ctx.cfg, Path(ctx.home)
     upright = decode_upright((home / job.blob_path).read_bytes())  # once, for crops, filters and hashes
     image = prepare_from(upright)
     width, height = image.size
@@ -184,7 +183,7 @@ def _work(job: Job) -> Outcome:
         reason = (f"{len(faces)} face(s) found" if faces else "no face found") + (
             "; " + "; ".join(doubts) if doubts else "")
         out.filters.append(FilterResult(subject_id=job.image_sha256, filter="faces", score=float(len(faces)),
-                                        threshold=1.0, passed=bool(faces), version=_W["det_key"],
+                                        threshold=1.0, passed=bool(faces), version=ctx.det_key,
                                         reason=reason, doubtful=bool(doubts)))
         # The picture's own hash, alpha kept: a transparent sprite is also hashed on black, which
         # is how a copy saved without its alpha channel still matches. At the working size: a
@@ -206,9 +205,9 @@ def _work(job: Job) -> Outcome:
             write_bytes_atomic(home / rel, buf.getvalue(), durable=False, mode=CROP_MODE)
         out.crops.append(FaceCrop(
             crop_id=cid, image_sha256=job.image_sha256, box_x=face.x, box_y=face.y, box_w=face.w, box_h=face.h,
-            margin=cfg.crop.margin, detector=face.detector, detector_version=_W["det_version"],
+            margin=cfg.crop.margin, detector=face.detector, detector_version=ctx.det_version,
             detector_params=params, score=float(face.score), crop_path=rel, size=cfg.crop.size,
-            crop_sha256=sha256_of_image_pixels(crop),
+            crop_sha256=sha256_of_image_pixels(crop), pad=cfg.crop.pad,
         ))
         verdicts = run_face_filters(face.w, face.h, width, height, crop, job.published_at, cfg.filters)
         out.filters += [_record(v, cid, cfg.filters) for v in verdicts]
@@ -229,6 +228,7 @@ def _size_of(ws: Workspace, rel: str) -> int:
 @dataclass
 class ProcessReport:
     run_id: str
+    stage: StageReport = None  # type: ignore[assignment]  # set in __post_init__
     images_detected: int = 0
     images_recropped: int = 0
     images_failed: int = 0
@@ -237,6 +237,10 @@ class ProcessReport:
     duplicates: int = 0
     borderline: int = 0
     errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.stage is None:
+            self.stage = StageReport("process", self.run_id)
 
     @property
     def did_work(self) -> bool:
@@ -253,8 +257,10 @@ def _published(ws: Workspace) -> dict[str, datetime]:
     return out
 
 
-def plan(ws: Workspace, cfg: ProcessConfig, det_key: str) -> tuple[list[Job], list[Job], list[Job]]:
-    """(images to detect, images to re-crop from stored boxes, images whose filters are stale)."""
+def plan(ws: Workspace, cfg: ProcessConfig) -> list[Job]:
+    """The work the present settings call for, takes no lock: images to detect, then images to
+    re-crop from their stored boxes, then images whose filter verdicts are stale (`Job.kind`)."""
+    det_key = detection_key(cfg.detector)
     images = {r["image_sha256"]: r for r in tables.read_table(
         ws, StoredImage, ["image_sha256", "status", "blob_path", "width", "height"]).to_pylist()
         if r["status"] == "ok" and r["blob_path"]}
@@ -262,13 +268,14 @@ def plan(ws: Workspace, cfg: ProcessConfig, det_key: str) -> tuple[list[Job], li
     detected = {r["subject_id"]: r["score"] for r in ledger if r["filter"] == "faces" and r["version"] == det_key}
     have = {(r["subject_id"], r["filter"]): r["version"] for r in ledger}
     params = cfg.detector.params_json()
+    settings = CropSettings.of(cfg)
     crops = [r for r in tables.read_table(ws, FaceCrop).to_pylist() if r["detector_params"] == params]
     boxes: dict[str, dict[tuple, Face]] = {}
     current: dict[str, list[dict]] = {}
     for r in crops:
         face = Face(r["box_x"], r["box_y"], r["box_w"], r["box_h"], r["score"], r["detector"])
         boxes.setdefault(r["image_sha256"], {})[face.box] = face
-        if abs(r["margin"] - cfg.crop.margin) < 1e-6 and r["size"] == cfg.crop.size:
+        if settings.makes_row(r):
             current.setdefault(r["image_sha256"], []).append(r)
     published = _published(ws)
 
@@ -291,109 +298,114 @@ def plan(ws: Workspace, cfg: ProcessConfig, det_key: str) -> tuple[list[Job], li
                 for c in current.get(sha, []) if stale(c["crop_id"], FACE_FILTERS)}
             if job.filters_only:
                 refilter.append(job)
-    return detect, recrop, refilter
+    return detect + recrop + refilter
 
 
-def _run(jobs: list[Job], ws: Workspace, cfg: ProcessConfig, det_key: str, det_version: str,
-         progress: bool) -> Iterator[Outcome]:
-    if not jobs:
-        return
-    from tqdm import tqdm
+# The ledger last: its "faces" row marks an image done, so a kill between parts re-does the
+# image rather than leaving it half written.
+ORDER = (FaceCrop, HashRecord, FilterResult)
 
-    workers = min(cfg.workers or os.cpu_count() or 1, len(jobs))
-    # A fork server starts clean once (no OpenCV locks held) and hands out workers that
-    # import the detectors only once.
-    ctx = forkserver_context(["curation.process"])
-    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                  initargs=(str(ws.home), cfg, det_key, det_version))
-    try:
-        with tqdm(total=len(jobs), unit="img", desc="process", disable=None if progress else True) as bar:
-            for outcome in pool.map(work, jobs, chunksize=4):
-                bar.update(1)
-                yield outcome
-    except BaseException:
-        # A full disk, a Ctrl-C, or the caller giving up: the images not started are not
-        # started (map queued them all), so the run ends in seconds, not after each failed.
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+
+def _rows(outcome: Outcome, det_key: str) -> list:
+    if outcome.error:
+        if not outcome.detected:
+            return []
+        # Recorded as seen, with the reason: a rerun would fail the same way.
+        return [FilterResult(subject_id=outcome.image_sha256, filter="faces", score=0.0, threshold=1.0,
+                             passed=False, version=det_key,
+                             reason=f"the image could not be processed: {outcome.error}")]
+    return [*outcome.crops, *outcome.hashes, *outcome.filters]
+
+
+def _tally(report: "ProcessReport", outcome: Outcome) -> None:
+    report.stage.items += 1
+    if outcome.error:
+        report.images_failed += 1
+        report.stage.status["failed"] += 1
+        report.errors.append(f"{outcome.image_sha256[:12]}: {outcome.error}")
+    else:
+        report.stage.status["ok"] += 1
+        report.crops_new += len(outcome.crops)
+
+
+def commit(ws: Workspace, outcomes: list[Outcome], run_id: str, cfg: ProcessConfig | None = None, *,
+           final: bool = True, report: "ProcessReport | None" = None) -> "ProcessReport":
+    """Write the outcomes' rows under the writer lock (rows another run wrote meanwhile are not
+    written again). `final`: then regroup near-duplicates, compact the tables and remember the
+    settings' crop selection, once per run."""
+    cfg = cfg or ProcessConfig()
+    report = report or ProcessReport(run_id)
+    det_key = detection_key(cfg.detector)
+    buf = RowBuffer()
+    for o in outcomes:
+        _tally(report, o)
+        buf.add(_rows(o, det_key))
+    write_rows(ws, buf.take(), ORDER, run_id, cfg.as_dict(), report.stage, what="process")
+    if final:
+        finish(ws, cfg, run_id, report)
+    return report
+
+
+def finish(ws: Workspace, cfg: ProcessConfig, run_id: str, report: "ProcessReport") -> None:
+    from manifests.records import DupGroup
+    from manifests.stage import COMMIT_WAIT
+
+    from .process_dedup import dedup
+
+    with ws.writer_lock(f"process {run_id}", wait=COMMIT_WAIT):
+        report.duplicates, report.borderline = dedup(ws, cfg, run_id, changed=report.did_work)
+        for cls in (*ORDER, DupGroup):
+            tables.compact(ws, cls, run_id)
+        write_selection(ws, cfg)
 
 
 def process(ws: Workspace, cfg: ProcessConfig | None = None, progress: bool = True) -> ProcessReport:
-    """Run the stage on everything new in `ws`. Takes the workspace's writer lock."""
-    from .process_dedup import dedup
+    """Run the stage on everything new in `ws`: plan, run on every core, commit in parts.
 
+    Planning and the image work take no lock; each commit takes the writer lock briefly, so
+    another stage (or another `process`) on the same workspace goes on meanwhile."""
     cfg = cfg or ProcessConfig()
+    started = time.monotonic()
     run_id = new_run_id("process")
     report = ProcessReport(run_id)
-    det_version = detector_version(cfg.detector)
-    det_key = detection_key(cfg.detector)
-    meta = cfg.as_dict()
-    with ws.writer_lock(f"process {run_id}"):
-        detect, recrop, refilter = plan(ws, cfg, det_key)
-        buffers: dict[type, list] = {FaceCrop: [], FilterResult: [], HashRecord: []}
-        last = time.monotonic()
-
-        def flush() -> None:
-            for cls in (FaceCrop, HashRecord, FilterResult):  # the ledger last: it marks an image done
-                tables.append(ws, cls, buffers[cls], run_id, meta)
-                buffers[cls] = []
-
-        jobs = detect + recrop + refilter
-        done, crop_bytes = 0, 0
-        full: DiskFull | None = None
+    jobs = plan(ws, cfg)
+    kinds = [j.kind for j in jobs]
+    report.images_detected, report.images_recropped, report.rejudged = (
+        kinds.count("detect"), kinds.count("recrop"), kinds.count("refilter"))
+    ctx = context(ws, cfg)
+    batch: list[Outcome] = []
+    rows = 0
+    last = time.monotonic()
+    done, crop_bytes = 0, 0
+    full: DiskFull | None = None
+    try:
+        for outcome in run_items(jobs, run, ctx, workers=cfg.workers, preload=("curation.process",),
+                                 setup=worker_setup, chunksize=4, progress=progress, desc="process", unit="img"):
+            done += 1
+            batch.append(outcome)
+            rows += len(outcome.crops) + len(outcome.hashes) + len(outcome.filters) + 1
+            crop_bytes += sum(_size_of(ws, c.crop_path) for c in outcome.crops)
+            if rows >= cfg.part_rows or time.monotonic() - last > cfg.part_seconds:
+                commit(ws, batch, run_id, cfg, final=False, report=report)
+                batch, rows, last = [], 0, time.monotonic()
+    except DiskFull as exc:
+        # What the rest would take: crops at this run's average so far (a 128 px PNG is
+        # ~30 KB), plus the rows.
+        per_image = crop_bytes / done if done and crop_bytes else 3 * cfg.crop.size ** 2 * 0.6
+        full = exc.needing(int((len(jobs) - done) * (per_image + 2000)))
+    finally:
         try:
-            for outcome in _run(jobs, ws, cfg, det_key, det_version, progress):
-                done += 1
-                if outcome.error:
-                    report.images_failed += 1
-                    report.errors.append(f"{outcome.image_sha256[:12]}: {outcome.error}")
-                    if outcome.detected:  # recorded as seen, with the reason: a rerun would fail the same way
-                        buffers[FilterResult].append(FilterResult(
-                            subject_id=outcome.image_sha256, filter="faces", score=0.0, threshold=1.0, passed=False,
-                            version=det_key, reason=f"the image could not be processed: {outcome.error}"))
-                    continue
-                buffers[FaceCrop] += outcome.crops
-                buffers[FilterResult] += outcome.filters
-                buffers[HashRecord] += outcome.hashes
-                report.crops_new += len(outcome.crops)
-                crop_bytes += sum(_size_of(ws, c.crop_path) for c in outcome.crops)
-                if sum(map(len, buffers.values())) >= cfg.part_rows or time.monotonic() - last > cfg.part_seconds:
-                    flush()
-                    last = time.monotonic()
-        except DiskFull as exc:
-            # What the rest would take: crops at this run's average so far (a 128 px PNG is
-            # ~30 KB), plus the rows.
-            per_image = crop_bytes / done if done and crop_bytes else 3 * cfg.crop.size ** 2 * 0.6
-            full = exc.needing(int((len(jobs) - done) * (per_image + 2000)))
-        finally:
-            try:
-                flush()
-            except DiskFull:
-                if full is None:
-                    raise
-        if full is not None:
-            raise full
-        report.images_detected, report.images_recropped, report.rejudged = len(detect), len(recrop), len(refilter)
-        report.duplicates, report.borderline = dedup(ws, cfg, run_id, changed=report.did_work)
-        for cls in (FaceCrop, HashRecord, FilterResult):
-            tables.compact(ws, cls, run_id)
-        from manifests.records import DupGroup
-
-        tables.compact(ws, DupGroup, run_id)
-        write_selection(ws, cfg)
+            commit(ws, batch, run_id, cfg, final=False, report=report)  # what was done is kept, as far as it fits
+        except DiskFull:
+            if full is None:
+                raise
+    if full is not None:
+        raise full
+    finish(ws, cfg, run_id, report)
+    report.stage.seconds = time.monotonic() - started
     return report
 
 
 def write_selection(ws: Workspace, cfg: ProcessConfig) -> None:
     """Remember which crops the latest run's settings make: the review queue and dataset builds show those."""
-    from manifests.atomic import write_bytes_atomic
-
-    from .review.items import SELECTION_FILE
-
-    doc = {"detector_params": cfg.detector.params_json(), "margin": cfg.crop.margin, "size": cfg.crop.size,
-           "config": cfg.as_dict()}
-    data = json.dumps(doc, indent=1, default=str, sort_keys=True).encode()
-    path = ws.manifests / SELECTION_FILE
-    if not path.exists() or path.read_bytes() != data:  # a rerun on the same settings writes nothing
-        write_bytes_atomic(path, data)
+    selection.write_selection(ws, CropSettings.of(cfg), cfg.as_dict())

@@ -18,6 +18,8 @@ from manifests import tables
 from manifests.records import DupGroup, FaceCrop, FilterResult, HashRecord, ScrapedImage, StoredImage
 from manifests.workspace import Workspace
 
+from . import selection
+from .selection import CropSettings
 from .dedup import Candidate, borderline, dup_groups, is_lossless, open_index
 from .hashes import HASH_LIBRARY_VERSION, from_hex
 
@@ -26,11 +28,7 @@ DUPLICATE = "duplicate"
 
 def current_crops(ws: Workspace, cfg) -> list[dict[str, Any]]:
     """The crops the present detector and crop settings make (older settings' crops stay on disk)."""
-    from .review.items import made_with
-
-    sel = {"detector_params": cfg.detector.params_json(), "margin": cfg.crop.margin, "size": cfg.crop.size}
-    return [r for r in tables.read_table(ws, FaceCrop).to_pylist()
-            if made_with(sel, r["detector_params"], r["margin"], r["size"])]
+    return selection.current_crops(ws, CropSettings.of(cfg))
 
 
 def index_folder(ws: Workspace, cfg, images: bool = False) -> Path:
@@ -39,7 +37,7 @@ def index_folder(ws: Workspace, cfg, images: bool = False) -> Path:
     made_by = [] if images else [cfg.detector.params_json(), cfg.crop.margin, cfg.crop.size, cfg.crop.pad]
     key = json.dumps(made_by + [h.algorithm, h.bits, HASH_LIBRARY_VERSION])
     prefix = "image-" if images else ""
-    return ws.manifests / "nearindex" / f"{prefix}{h.algorithm}{h.bits}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    return ws.nearindex / f"{prefix}{h.algorithm}{h.bits}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def _indexed_pairs(ws: Workspace, folder: Path, h, ids: set[str], hashes: dict[str, list[int]]) -> tuple[list, bool]:

@@ -157,6 +157,7 @@ class FaceCrop(Record):
     crop_path: str
     size: int
     crop_sha256: str = ""  # of the crop's decoded pixels: exact duplicates across re-encodings
+    pad: str = ""  # the border policy (curation.crop.CropConfig.pad); "" in rows written before it was recorded
 
     TABLE: ClassVar[str] = "crops"
     KEY: ClassVar[tuple[str, ...]] = ("crop_id",)
@@ -175,6 +176,7 @@ class FaceCrop(Record):
         ("crop_path", pa.string(), False),
         ("size", pa.int32(), False),
         ("crop_sha256", pa.string(), False),
+        ("pad", pa.string(), False),
     )
 
 

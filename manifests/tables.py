@@ -106,12 +106,46 @@ def latest_per_key(table: pa.Table, key: tuple[str, ...]) -> pa.Table:
 
 def read_table(ws: Workspace, cls: type[Record], columns: list[str] | None = None) -> pa.Table:
     """The table as it stands: every file, one row per key (the last written)."""
-    files = table_files(ws, cls)
-    if not files:
-        return cls.SCHEMA.empty_table() if columns is None else cls.SCHEMA.empty_table().select(columns)
-    parts = [conform(pq.read_table(p), cls.SCHEMA) for p in files]
+    for attempt in range(50):
+        files = table_files(ws, cls)
+        if not files:
+            return cls.SCHEMA.empty_table() if columns is None else cls.SCHEMA.empty_table().select(columns)
+        try:
+            parts = [conform(pq.read_table(p), cls.SCHEMA) for p in files]
+            break
+        except FileNotFoundError:
+            # Another process compacted the table after the listing: its merged file holds the
+            # parts that went, so a fresh listing reads the same rows.
+            time.sleep(0.01 * attempt)
+    else:
+        raise RuntimeError(f"{cls.TABLE}: the table kept changing while it was read")
     table = latest_per_key(pa.concat_tables(parts), cls.KEY)
     return table if columns is None else table.select(columns)
+
+
+# What makes a row one already written: its key, plus these columns where a newer row with the
+# same key means new work (a filter run again under other settings, an input read anew).
+SAME_AS = {"filters": ("version", "threshold", "passed", "doubtful"),
+           "scraped": ("image_sha256", "status", "reason", "opted_out")}
+
+
+def new_rows(ws: Workspace, cls: type[Record], records: Iterable[Record]) -> list[Record]:
+    """The records not already in the table: content-addressed work that another run wrote
+    while this one computed (two runs at once, or a rerun) is not written twice."""
+    records = list(records)
+    if not records:
+        return []
+    cols = list(dict.fromkeys((*cls.KEY, *SAME_AS.get(cls.TABLE, ()))))
+    present = {tuple(r[c] for c in cols) for r in read_table(ws, cls, cols).to_pylist()}
+    out, seen = [], set()
+    for rec in reversed(records):  # the last of the same key wins within a batch too
+        ident = tuple(getattr(rec, c) for c in cols)
+        key = ident[:len(cls.KEY)]
+        if ident in present or key in seen:
+            continue
+        seen.add(key)
+        out.append(rec)
+    return out[::-1]
 
 
 def read_records(ws: Workspace, cls: type[Record]) -> list[Record]:

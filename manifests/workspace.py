@@ -7,6 +7,7 @@ import datetime as _dt
 import fcntl
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -35,6 +36,23 @@ def _drop_inherited_locks() -> None:
 
 
 os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
+def _writer_alive(temp_name: str) -> bool:
+    """Whether the process that is writing a temp file (`.tmp-<name>-<pid>-<random>`) still runs."""
+    try:
+        pid = int(temp_name.rsplit("-", 2)[-2])
+    except (ValueError, IndexError):
+        return False
+    if pid == os.getpid():
+        return True  # another thread of this process may be writing it now (a crawl stores as it goes)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
@@ -68,9 +86,17 @@ class Workspace:
     crops = property(lambda self: self.home / "crops")
     manifests = property(lambda self: self.home / "manifests")
     datasets = property(lambda self: self.home / "datasets")
-    runs = property(lambda self: self.home / "runs")
+    runs = property(lambda self: self.home / "runs")  # training runs, and nothing else
     tmp = property(lambda self: self.home / "tmp")
     review_db = property(lambda self: self.home / "review.sqlite")
+    # Derived files that can be rebuilt from the tables (features, the review learner's cache).
+    cache = property(lambda self: self.home / "cache")
+    # The near-duplicate indexes, one folder per hash setting.
+    nearindex = property(lambda self: self.manifests / "nearindex")
+    # Which crops the latest process run's settings make (curation/selection.py).
+    selection_file = property(lambda self: self.manifests / "selection.json")
+    # Scrapy's resume state of unfinished crawls, one folder per crawl request.
+    crawl_jobs = property(lambda self: self.home / "crawl-jobs")
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.home).as_posix()
@@ -95,19 +121,28 @@ class Workspace:
         return p
 
     @contextlib.contextmanager
-    def writer_lock(self, what: str = "write") -> Iterator[None]:
-        """One writer at a time; a killed writer's lock goes with its process."""
+    def writer_lock(self, what: str = "write", wait: float = 0.0) -> Iterator[None]:
+        """One writer at a time; a killed writer's lock goes with its process.
+
+        `wait` seconds: how long to wait for another writer to finish (0: fail at once with
+        WorkspaceBusy). Stages take it only to commit rows, so a wait is short."""
         self.manifests.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.manifests / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                raise WorkspaceBusy(
-                    f"the workspace {self.home} is busy ({holder or 'another headshot process'}); "
-                    "wait for it to finish or stop it"
-                ) from None
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                    raise WorkspaceBusy(
+                        f"the workspace {self.home} is busy ({holder or 'another headshot process'}); "
+                        "wait for it to finish or stop it"
+                    ) from None
             _HELD_LOCKS.add(fd)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} running {what}".encode(), 0)
@@ -115,17 +150,18 @@ class Workspace:
             try:
                 yield
             finally:
-                # The holder's own workers have ended by now: a temp file left is one a failed
-                # write (a full disk, a killed worker) could not remove. Gone before the lock is.
+                # A temp file whose writer has ended is one a failed write (a full disk, a
+                # killed worker) could not remove. Gone before the lock is.
                 self._clean_stale_temps()
         finally:
             _HELD_LOCKS.discard(fd)
             os.close(fd)
 
     def _clean_stale_temps(self) -> None:
-        # Only the lock holder writes, so any temp file seen now was left by a killed writer.
-        # Blobs and crops are written by the lock holder's workers into images/ab/ and crops/ab/.
+        # Stages write blobs and crops while they run, without the lock: only a temp file whose
+        # writing process is gone is stale (its name carries the writer's pid).
         for pattern in (self.manifests.glob(".tmp-*"), self.tmp.glob(".tmp-*"),
                         self.images.glob("*/.tmp-*"), self.crops.glob("*/.tmp-*")):
             for p in pattern:
-                p.unlink(missing_ok=True)
+                if not _writer_alive(p.name):
+                    p.unlink(missing_ok=True)

@@ -51,7 +51,7 @@ def parse_assignments(pairs: list[str], what: str) -> dict[str, str]:
 def command(req: CrawlRequest, ws: Workspace, run_id: str) -> tuple[list[str], Path]:
     if req.source not in SOURCES:
         raise ValueError(f"unknown source {req.source!r}: choose one of {', '.join(SOURCES)}")
-    jobdir = ws.runs / "crawl-jobs" / req.job_key()
+    jobdir = ws.crawl_jobs / req.job_key()
     settings = {"HEADSHOT_HOME": str(ws.home), "HEADSHOT_RUN_ID": run_id, "JOBDIR": str(jobdir), **req.settings}
     argv = [sys.executable, "-m", "scrapy", "crawl", req.source]
     for k, v in settings.items():

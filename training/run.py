@@ -155,7 +155,7 @@ def train(runs_dir: Path, cfg: TrainConfig, source: Source | None = None, *, ws=
     folder.checkpoints.mkdir(parents=True, exist_ok=True)
     ckpt.clean_temps(folder.checkpoints)
     r = _Run(folder, run, cfg, src, progress, echo, evaluate, resume is not None)
-    r.cache_dir = ws.home / "cache" / "features" if ws is not None else None
+    r.cache_dir = ws.cache / "features" if ws is not None else None
     return r.go()
 
 

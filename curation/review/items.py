@@ -8,7 +8,6 @@ nearest a threshold first; the other views show all of them.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +16,9 @@ from manifests import tables
 from manifests.records import DupGroup, FaceCrop, FilterResult, ScrapedImage
 from manifests.workspace import Workspace
 
+from .. import selection
+
 DOUBTFUL, FAILED, PASSED = "doubtful", "failed", "passed"
-SELECTION_FILE = "selection.json"
 
 
 class NothingToReview(RuntimeError):
@@ -58,35 +58,16 @@ class Item:
         }
 
 
-def read_selection(ws: Workspace) -> dict[str, Any] | None:
-    path = ws.manifests / SELECTION_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
-def made_with(sel: dict[str, Any], detector_params: str, margin: float, size: int) -> bool:
-    """Whether a crop with these settings is one the selection's settings make."""
-    return detector_params == sel["detector_params"] and abs(margin - sel["margin"]) < 1e-6 and size == sel["size"]
-
-
 def _columns(table) -> dict[str, list]:
     return {name: table.column(name).to_pylist() for name in table.column_names}
 
 
 def _select(ws: Workspace) -> dict[str, list]:
     crops = _columns(tables.read_table(ws, FaceCrop, ["crop_id", "image_sha256", "crop_path", "detector", "score",
-                                                      "detector_params", "margin", "size"]))
+                                                      *selection.COLUMNS]))
     if not crops["crop_id"]:
         raise NothingToReview(f"no crops in {ws.home} yet: run `headshot ingest PATH` and `headshot process` first")
-    sel = read_selection(ws)
-    if sel is None:  # a workspace processed before the selection was recorded: its latest crops' settings
-        last = len(crops["crop_id"]) - 1
-        sel = {"detector_params": crops["detector_params"][last], "margin": crops["margin"][last],
-               "size": crops["size"][last]}
-    keep = [i for i, (p, m, s) in enumerate(zip(crops["detector_params"], crops["margin"], crops["size"]))
-            if made_with(sel, p, m, s)]
+    keep = selection.selected(ws, crops)
     return {k: [v[i] for i in keep] for k, v in crops.items()}
 
 

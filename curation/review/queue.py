@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from manifests.workspace import Workspace
 
-from .items import DOUBTFUL, FAILED, SELECTION_FILE, Item, load_items, queue_order
+from .items import DOUBTFUL, FAILED, Item, load_items, queue_order
 from .store import ReviewStore, State
 
 VIEWS = {
@@ -64,7 +64,7 @@ class Queue:
     # -- loading -------------------------------------------------------------------------
     def _workspace_stamp(self) -> tuple:
         out = []
-        for p in sorted(self.ws.manifests.glob("*.parquet")) + [self.ws.manifests / SELECTION_FILE]:
+        for p in sorted(self.ws.manifests.glob("*.parquet")) + [self.ws.selection_file]:
             try:
                 st = p.stat()
                 out.append((p.name, st.st_mtime_ns, st.st_size))

@@ -24,7 +24,7 @@ from manifests.records import DupGroup, FaceCrop, FilterResult, ScrapedImage, St
 from manifests.workspace import Workspace, new_run_id
 
 from ..synthetic import draw_face
-from .items import SELECTION_FILE
+from ..selection import CropSettings, write_selection
 
 PARAMS = json.dumps({"detector": "sample"})
 FILTERS = (("monochrome", 0.12), ("sharpness", 40.0), ("face_size", 48.0))
@@ -104,6 +104,5 @@ def make_review_workspace(ws: Workspace, n: int, seed: int = 0, size: int = 64, 
     flush()
     for cls in buf:
         tables.compact(ws, cls, run)
-    doc = {"detector_params": PARAMS, "margin": 0.25, "size": size, "run_id": run, "config": {"sample": True}}
-    write_bytes_atomic(ws.manifests / SELECTION_FILE, json.dumps(doc).encode())
+    write_selection(ws, CropSettings(PARAMS, 0.25, size), {"sample": True}, run_id=run)
     return ids

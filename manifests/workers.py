@@ -6,7 +6,7 @@ good, each holding hundreds of MB. Linux ends them when asked (PR_SET_PDEATHSIG)
 
 With the fork server, the workers are the fork server's children, not the driver's, and the
 fork server waits for the workers (they hold its "alive" pipe): each must die with its own
-parent, so the fork server imports `curation._forkserver_guard` first, which asks for it.
+parent, so the fork server imports `manifests._forkserver_guard` first, which asks for it.
 """
 
 from __future__ import annotations
@@ -36,5 +36,5 @@ def forkserver_context(preload: list[str]) -> multiprocessing.context.BaseContex
     pool's locks, and a forked copy can hang on them. The preload applies when the server
     starts (the first pool of this process)."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["curation._forkserver_guard", *preload])
+    ctx.set_forkserver_preload(["manifests._forkserver_guard", *preload])
     return ctx
