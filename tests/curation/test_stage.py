@@ -144,3 +144,25 @@ def test_two_process_runs_and_an_ingest_at_once_all_finish_with_no_row_lost_or_t
     crops = tables.read_table(ws, FaceCrop).to_pylist()
     assert len({c["image_sha256"] for c in crops}) == sum(1 for r in faces.values() if r["score"] > 0)
     assert sum(1 for r in faces.values() if r["score"] > 0) >= 8
+
+
+def test_a_changed_pad_recrops_from_stored_boxes_and_nothing_else(tmp_path):
+    from curation.crop import PADS
+    from curation.selection import CropSettings, current_crops, read_selection
+
+    art = _draw(tmp_path / "art", (1, 3, 5))
+    ws = Workspace.open(tmp_path / "ws")
+    ingest([str(art)], ws, progress=False)
+    process(ws, CFG, progress=False)
+    faces_before = {(r.subject_id, r.version) for r in tables.read_records(ws, FilterResult) if r.filter == "faces"}
+    other = next(p for p in PADS if p != CFG.crop.pad)
+    padded = replace(CFG, crop=replace(CFG.crop, pad=other))
+    report = process(ws, padded, progress=False)
+    assert (report.images_detected, report.images_recropped, report.rejudged) == (0, 3, 0)
+    assert report.crops_new == 3
+    assert {(r.subject_id, r.version) for r in tables.read_records(ws, FilterResult) if r.filter == "faces"} == faces_before
+    assert read_selection(ws) == CropSettings.of(padded)
+    now = current_crops(ws)  # what the review queue and dataset builds see
+    assert len(now) == 3 and {c["pad"] for c in now} == {other}
+    assert not ({c["crop_id"] for c in now} & {c["crop_id"] for c in current_crops(ws, CropSettings.of(CFG))})
+    assert process(ws, padded, progress=False).did_work is False
