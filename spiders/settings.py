@@ -5,6 +5,7 @@ Site addresses are settings so that a test or a mirror can point a spider anywhe
 """
 
 from manifests.tables import code_version
+from media.decode import DecodeConfig
 
 BOT_NAME = "headshot"
 SPIDER_MODULES = ["spiders.crawlers"]
@@ -43,6 +44,13 @@ HEADSHOT_BACKOFF = 2.0  # seconds before the first retry without Retry-After, do
 HEADSHOT_MAX_RETRY_AFTER = 300.0  # a longer Retry-After ends in a row with a reason instead
 HEADSHOT_MAX_BLOCKS = 3  # block pages in a row before the spider stops
 HEADSHOT_REFRESH = False  # True: fetch again what earlier crawls stored
+
+# Crawled images are judged as `headshot ingest` judges its inputs (media.decode.DecodeConfig,
+# with its defaults): a shorter side than HEADSHOT_MIN_SIDE px is kept as too_small, and an image
+# over HEADSHOT_MAX_BYTES is not downloaded past that (too_large), as a file over it is not read.
+HEADSHOT_MIN_SIDE = DecodeConfig.min_side
+HEADSHOT_MAX_PIXELS = DecodeConfig.max_pixels
+HEADSHOT_MAX_BYTES = DecodeConfig.max_bytes
 
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,

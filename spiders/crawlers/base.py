@@ -49,6 +49,9 @@ class HeadshotSpider(scrapy.Spider):
         spider.allowed_domains = sorted({host_of(s.get(k)) for k in cls.base_url_settings if s.get(k)})
         spider.refresh = s.getbool("HEADSHOT_REFRESH")
         spider.max_blocks = s.getint("HEADSHOT_MAX_BLOCKS")
+        # No image is downloaded past the decode cap, as ingest reads no file past it (0: no cap).
+        caps = [c for c in (s.getint("DOWNLOAD_MAXSIZE"), s.getint("HEADSHOT_MAX_BYTES")) if c > 0]
+        spider.image_maxsize = min(caps, default=0)
         home = s.get("HEADSHOT_HOME")
         spider._check_jobdir(s.get("JOBDIR"))
         spider.known, spider.pages_done = set(), {}
@@ -238,8 +241,8 @@ class HeadshotSpider(scrapy.Spider):
         headers = {"Referer": referer, **kw.pop("headers", {})}
         # Images go wherever the page points (CDNs), and first: signed URLs expire.
         return scrapy.Request(item.image_url, callback=self.on_image, errback=self.on_image_error, headers=headers,
-                              priority=10, meta={"item": item, "allow_offsite": True, "handle_httpstatus_all": True},
-                              **kw)
+                              priority=10, meta={"item": item, "allow_offsite": True, "handle_httpstatus_all": True,
+                                                 "download_maxsize": self.image_maxsize}, **kw)
 
     def on_image(self, response: scrapy.http.Response) -> Iterator[Fetched]:
         item: ImageItem = response.meta["item"]

@@ -26,6 +26,15 @@ from media.store import store_bytes
 from ..items import Fetched
 
 
+def decode_config(settings) -> DecodeConfig:
+    """The crawl's decode settings (HEADSHOT_MIN_SIDE, HEADSHOT_MAX_PIXELS, HEADSHOT_MAX_BYTES),
+    DecodeConfig's own defaults where one is not set: a crawl and an ingest judge alike."""
+    d = DecodeConfig()
+    return DecodeConfig(min_side=settings.getint("HEADSHOT_MIN_SIDE", d.min_side),
+                        max_pixels=settings.getint("HEADSHOT_MAX_PIXELS", d.max_pixels),
+                        max_bytes=settings.getint("HEADSHOT_MAX_BYTES", d.max_bytes))
+
+
 def _when(value: str) -> datetime | None:
     if not value:
         return None
@@ -41,7 +50,8 @@ def _when(value: str) -> datetime | None:
 
 
 class StorePipeline:
-    def __init__(self, home: str, run_id: str, part_rows: int = 200, part_seconds: float = 5.0) -> None:
+    def __init__(self, home: str, run_id: str, part_rows: int = 200, part_seconds: float = 5.0,
+                 decode: DecodeConfig | None = None) -> None:
         self.ws = Workspace.open(home)
         self.blobs = BlobStore(self.ws.home)
         self.run_id = run_id
@@ -49,14 +59,15 @@ class StorePipeline:
         self.scraped: list[ScrapedImage] = []
         self.stored: list[StoredImage] = []
         self.last = time.monotonic()
-        self.decode = DecodeConfig()
+        self.decode = decode or DecodeConfig()
 
     @classmethod
     def from_crawler(cls, crawler):
         home = crawler.settings.get("HEADSHOT_HOME")
         if not home:
             raise ValueError("HEADSHOT_HOME is not set: run `headshot crawl`, or pass -s HEADSHOT_HOME=PATH")
-        o = cls(home, crawler.settings.get("HEADSHOT_RUN_ID") or f"crawl-{int(time.time())}")
+        o = cls(home, crawler.settings.get("HEADSHOT_RUN_ID") or f"crawl-{int(time.time())}",
+                decode=decode_config(crawler.settings))
         o.crawler = crawler
         return o
 
