@@ -9,9 +9,11 @@ earlier ones.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -111,7 +113,7 @@ def read_table(ws: Workspace, cls: type[Record], columns: list[str] | None = Non
         if not files:
             return cls.SCHEMA.empty_table() if columns is None else cls.SCHEMA.empty_table().select(columns)
         try:
-            parts = [conform(pq.read_table(p), cls.SCHEMA) for p in files]
+            table = _merged(cls, files)
             break
         except FileNotFoundError:
             # Another process compacted the table after the listing: its merged file holds the
@@ -119,8 +121,53 @@ def read_table(ws: Workspace, cls: type[Record], columns: list[str] | None = Non
             time.sleep(0.01 * attempt)
     else:
         raise RuntimeError(f"{cls.TABLE}: the table kept changing while it was read")
-    table = latest_per_key(pa.concat_tables(parts), cls.KEY)
     return table if columns is None else table.select(columns)
+
+
+# Manifest files never change once written (a compaction writes a new file under the old name,
+# which is another inode), so a file's rows are read from disk once per process, and a table's
+# merged rows once per set of files: a stage that asks for a table ten times reads it once.
+_FILES: "collections.OrderedDict[tuple, pa.Table]" = collections.OrderedDict()
+_MERGED: "collections.OrderedDict[tuple, pa.Table]" = collections.OrderedDict()
+_CACHE_FILES, _CACHE_TABLES = 256, 16
+_CACHE_LOCK = threading.Lock()  # the review server reads from several threads
+
+
+def _signature(path: Path) -> tuple:
+    st = path.stat()  # FileNotFoundError when a compaction took it: the caller lists again
+    return (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _read_file(cls: type[Record], path: Path, sig: tuple) -> pa.Table:
+    key = (cls.TABLE, sig)
+    with _CACHE_LOCK:
+        table = _FILES.get(key)
+        if table is not None:
+            _FILES.move_to_end(key)
+            return table
+    table = conform(pq.read_table(path), cls.SCHEMA)
+    with _CACHE_LOCK:
+        _FILES[key] = table
+        while len(_FILES) > _CACHE_FILES:
+            _FILES.popitem(last=False)
+    return table
+
+
+def _merged(cls: type[Record], files: list[Path]) -> pa.Table:
+    sigs = tuple(_signature(p) for p in files)
+    key = (cls.TABLE, sigs)
+    with _CACHE_LOCK:
+        table = _MERGED.get(key)
+        if table is not None:
+            _MERGED.move_to_end(key)
+            return table
+    parts = [_read_file(cls, p, sig) for p, sig in zip(files, sigs)]
+    table = latest_per_key(pa.concat_tables(parts), cls.KEY)
+    with _CACHE_LOCK:
+        _MERGED[key] = table
+        while len(_MERGED) > _CACHE_TABLES:
+            _MERGED.popitem(last=False)
+    return table
 
 
 # What makes a row one already written: its key, plus these columns where a newer row with the

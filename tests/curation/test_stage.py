@@ -30,7 +30,7 @@ VOLATILE = {"crawl_run_id", "fetched_at", "ingested_at", "run_id", "at"}
 
 
 def _draw(folder: Path, seeds, size=384) -> Path:
-    from curation.synthetic import draw_character, encode
+    from replicas.drawn import draw_character, encode
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in seeds:
