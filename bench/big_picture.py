@@ -61,17 +61,17 @@ def main(argv: list[str] | None = None) -> dict:
     cv2.setNumThreads(1)  # as in a process worker
     from curation.ingest import IngestConfig, ingest
     from curation.process import ProcessConfig
-    from curation.synthetic import write_faces
     from manifests import tables
     from manifests.records import StoredImage
     from manifests.workspace import Workspace
+    from replicas.drawn import write_faces
 
     root = Path(tempfile.mkdtemp(prefix="headshot-bench-big-"))
     try:
         big = root / "big" / "flat.png"
         big.parent.mkdir()
         Image.new("RGB", (9000, 9000), (200, 180, 160)).save(big, optimize=True)
-        from curation.synthetic import draw_character
+        from replicas.drawn import draw_character
 
         drawn = root / "drawn-big" / "character.jpg"
         drawn.parent.mkdir()

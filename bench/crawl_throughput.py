@@ -15,8 +15,8 @@ from pathlib import Path
 from manifests import tables
 from manifests.records import ScrapedImage
 from manifests.workspace import Workspace
-from spiders.replica.getchu import GetchuReplica
-from spiders.replica.server import Replica
+from replicas.sites.getchu import GetchuReplica
+from replicas.sites.server import Replica
 
 SETTINGS = {"DOWNLOAD_DELAY": "0", "AUTOTHROTTLE_ENABLED": "False", "CONCURRENT_REQUESTS": "16",
             "CONCURRENT_REQUESTS_PER_DOMAIN": "16", "LOG_LEVEL": "ERROR", "TELNETCONSOLE_ENABLED": "False"}

@@ -3,7 +3,7 @@ training pictures for the copy rate), cold and with the real and training featur
 against the floor any evaluation pays: EfficientNet-Lite0 feature extraction alone, on the
 same pictures, in the same run.
 
-The pictures are drawn in code at 64 px (curation/synthetic.py): real and training sets are
+The pictures are drawn in code at 64 px (replicas/drawn.py): real and training sets are
 drawn faces (disjoint seeds); the generated stand-ins are other drawn faces, blurred (radius 1)
 and with pixel noise (sigma 8), like a half-trained generator's soft, grainy faces."""
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import ImageFilter
 
-from curation.synthetic import draw_character
+from replicas.drawn import draw_character
 from training.evaluate import evaluate_sets
 from training.features import FeatureExtractor, clear_model_cache, feature_key
 

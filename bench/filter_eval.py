@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image, ImageFilter, ImageOps
 
 from curation import filters as F
-from curation.synthetic import draw_face
+from replicas.drawn import draw_face
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CASCADE = SHARED_DATA / "cascades" / "lbpcascade_animeface.xml"
@@ -171,7 +171,7 @@ def main(detail: bool = False) -> dict:
         print(f"| {label} | {span([F.sharpness(make(im), cfg) for im in anime])} |")
     print(f"| blank 256 px | {span([F.sharpness(Image.new('RGB', (256, 256), (236, 230, 222)), cfg)])} |")
 
-    print("\n### Generated faces (curation.synthetic.draw_face, seeds 0-11)\n")
+    print("\n### Generated faces (replicas.drawn.draw_face, seeds 0-11)\n")
     print("| size | sharpness | monochrome | monochrome, grey copy saved as RGB |")
     print("|---|---|---|---|")
     for size in (64, 128, 256, 512):

@@ -15,8 +15,8 @@ from pathlib import Path
 from PIL import Image
 
 from curation.ingest import IngestConfig, ingest
-from curation.synthetic import write_faces
 from manifests.workspace import Workspace
+from replicas.drawn import write_faces
 
 SHARED_ANIME = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "anime"
 

@@ -20,8 +20,8 @@ import numpy as np
 from curation.detect import prepare
 from curation.ingest import ingest
 from curation.process import ProcessConfig, process
-from curation.synthetic import write_faces
 from manifests.workspace import Workspace
+from replicas.drawn import write_faces
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 _CASCADE: list = []

@@ -23,6 +23,7 @@ from curation.review.sample import make_review_workspace
 from curation.review.server import ReviewServer
 from curation.review.store import ReviewStore
 from manifests.workspace import Workspace
+from replicas.drawn import draw_face
 
 SEED_RATE = 15000 / 180  # decisions per minute by hand: 15,000 images in three hours
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -42,7 +43,8 @@ def label_speed(root: Path, decisions: int) -> dict:
     from playwright.sync_api import sync_playwright
 
     ws = Workspace.open(root / "label")
-    make_review_workspace(ws, int(decisions * 2.4), seed=3)  # ~45% are doubtful: enough queue for every key
+    # ~45% are doubtful: enough queue for every key
+    make_review_workspace(ws, int(decisions * 2.4), seed=3, draw=draw_face)
     pattern = "aaaraaasaraaaara"
     with ReviewServer(ws, port=0, learner=True) as server, sync_playwright() as p:
         left = server.queue.counts()["left"]
@@ -74,7 +76,7 @@ def first_grid(root: Path, crops: int) -> dict:
 
     ws = Workspace.open(root / f"grid{crops}")
     t = time.perf_counter()
-    make_review_workspace(ws, crops, seed=5)
+    make_review_workspace(ws, crops, seed=5, draw=draw_face)
     made = time.perf_counter() - t
     t = time.perf_counter()
     with ReviewServer(ws, port=0, learner=False) as server, sync_playwright() as p:

@@ -1,6 +1,6 @@
 """A quality run: `headshot train` on drawn faces for N minutes, then how good it got.
 
-The set: `--images` characters drawn in code (curation/synthetic.py), 64 px, with `--val`
+The set: `--images` characters drawn in code (replicas/drawn.py), 64 px, with `--val`
 more held out in their own folder. The run evaluates every `--eval-every` steps against
 training pictures (an `--images` run has no val split) and is stopped with Ctrl-C (SIGINT)
 when its time is up, which writes its checkpoint. Then, on the EMA generator of the last
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--keep", help="work in this folder and keep it")
     args = ap.parse_args(argv)
 
-    from curation.synthetic import write_faces
+    from replicas.drawn import write_faces
     from training.data import load_pictures
     from training.evaluate import evaluate_sets, format_report
     from training.runs import generate, latents, load_generator

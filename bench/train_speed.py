@@ -208,7 +208,7 @@ def reference_cmd(dataroot: Path, steps: int, threads: int, device: str, outf: P
 
 def write_pictures(folder: Path, n: int, size: int = 128) -> None:
     """n drawn faces in folder/all/ (ImageFolder wants a class folder; headshot reads it all)."""
-    from curation.synthetic import write_faces
+    from replicas.drawn import write_faces
 
     target = folder / "all"
     procs = min(8, (os.cpu_count() or 1) // 2)

@@ -27,7 +27,7 @@ def _settings(sets: list[str]) -> dict[str, str]:
 
 
 def _dry_run_images(folder: Path) -> Path:
-    from curation.synthetic import write_faces
+    from replicas.drawn import write_faces
 
     write_faces(folder, 16, size=64)
     return folder

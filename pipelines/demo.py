@@ -14,18 +14,19 @@ from typing import Callable
 
 from dataclasses import replace
 
-from curation.dataset_build import BuildConfig, build_dataset
-from curation.ingest import IngestConfig, ingest
+from curation.dataset_build import build_dataset
+from curation.ingest import ingest
 from curation.models import ModelChecksumError, ModelMissing, cascade_path
 from curation.process import ProcessConfig, process
 from curation.process_dedup import summary
 from curation.review.status import review_status
-from curation.synthetic import write_bad_inputs, write_faces
 from manifests.status import workspace_status
 from manifests.workspace import Workspace
+from pipelines.config import HeadshotConfig
 from pipelines.report import format_status, format_summary
-from spiders.replica.getchu import GetchuReplica
-from spiders.replica.server import Replica
+from replicas.drawn import write_bad_inputs, write_faces
+from replicas.sites.getchu import GetchuReplica
+from replicas.sites.server import Replica
 from spiders.run import CrawlRequest, crawl
 
 DEMO_IDS = list(range(900001, 900007))
@@ -34,10 +35,13 @@ DEMO_DATASET = "demo-faces"
 FAST = {"DOWNLOAD_DELAY": "0", "AUTOTHROTTLE_ENABLED": "False", "LOG_LEVEL": "WARNING"}
 
 
-def demo_process_config(echo: Callable[[str], None]) -> ProcessConfig:
-    """The default detectors when the anime cascade is installed; without it (a fresh machine
-    that has not run `headshot models fetch`, offline) animeface alone, whose model ships in its wheel."""
-    cfg = ProcessConfig()
+def demo_process_config(echo: Callable[[str], None], base: ProcessConfig | None = None) -> ProcessConfig:
+    """The project's detectors (the default ensemble) when the anime cascade they use is installed;
+    without it (a fresh machine that has not run `headshot models fetch`, offline) animeface
+    alone, whose model ships in its wheel."""
+    cfg = base or ProcessConfig()
+    if "lbp" not in cfg.detector.used():
+        return cfg
     try:
         cascade_path()
     except (ModelMissing, ModelChecksumError):
@@ -46,7 +50,11 @@ def demo_process_config(echo: Callable[[str], None]) -> ProcessConfig:
     return cfg
 
 
-def run_demo(home: str, count: int = 48, echo: Callable[[str], None] = print) -> dict:
+def run_demo(home: str, count: int = 48, echo: Callable[[str], None] = print,
+             config: HeadshotConfig | None = None) -> dict:
+    """The pipeline on the project config's ingest, process and dataset settings (the defaults
+    without one), in its own workspace `home`."""
+    config = config or HeadshotConfig()
     ws = Workspace.open(home)
     with Replica() as site:
         GetchuReplica(site, None, months={(2015, 5): DEMO_IDS[:3], (2015, 6): DEMO_IDS[3:]}, synthetic_ids=DEMO_IDS)
@@ -59,13 +67,15 @@ def run_demo(home: str, count: int = 48, echo: Callable[[str], None] = print) ->
     echo(f"generating {count} artworks and 6 broken files in {folder}")
     write_faces(folder, count)
     write_bad_inputs(folder / "broken")
-    report = ingest([str(folder)], ws, IngestConfig(), progress=sys.stderr.isatty())
+    report = ingest([str(folder)], ws, config.ingest.stage(), progress=sys.stderr.isatty())
     echo(f"ingested {report.inputs} inputs: {report.new_images} new, {report.already_stored} already stored")
-    cfg = demo_process_config(echo)
+    cfg = demo_process_config(echo, config.process)
     done = process(ws, cfg, progress=sys.stderr.isatty())
     echo(f"processed: {done.images_detected} images, {done.crops_new} new face crops")
     echo(format_summary(summary(ws, cfg)))
-    built = build_dataset(ws, DEMO_DATASET, BuildConfig())
+    # A few dozen crops: the project's minimum is for its real data. The queue is left full on
+    # purpose, to be opened next.
+    built = build_dataset(ws, DEMO_DATASET, replace(config.dataset.build, min_accepted=1))
     c = built.counts
     version = built.written or built.latest
     echo(f"dataset {DEMO_DATASET} v{version.version}: {version.rows} crops accepted by rule "

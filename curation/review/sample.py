@@ -5,6 +5,9 @@ StoredImage and ScrapedImage rows, the selection) for faces drawn with Pillow, w
 scores spread around their thresholds so that a share of them is doubtful, duplicate groups
 of two or three, and titles and artists as a scraped page would give them (some hostile).
 Detecting 50,000 faces would take an hour; the queue only reads what detection leaves.
+
+The faces come from the caller (`draw=replicas.drawn.draw_face` in the tests and benchmarks):
+curation imports nothing that stands in for the web.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import io
 import json
 import random
 from datetime import datetime, timezone
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -23,7 +27,6 @@ from manifests.atomic import write_bytes_atomic
 from manifests.records import DupGroup, FaceCrop, FilterResult, ScrapedImage, StoredImage
 from manifests.workspace import Workspace, new_run_id
 
-from ..synthetic import draw_face
 from ..selection import CropSettings, write_selection
 
 PARAMS = json.dumps({"detector": "sample"})
@@ -43,11 +46,13 @@ def _crop_png(base: Image.Image, rng: random.Random, grey: bool) -> bytes:
 
 
 def make_review_workspace(ws: Workspace, n: int, seed: int = 0, size: int = 64, titles: dict[int, str] | None = None,
-                          dup_every: int = 20, part_rows: int = 20000) -> list[str]:
+                          dup_every: int = 20, part_rows: int = 20000, *,
+                          draw: Callable[[int, int], Image.Image]) -> list[str]:
     """Write `n` crops and their records into `ws`; returns the crop ids in creation order.
-    `titles` overrides the scraped title of crop i (to test escaping)."""
+    `draw(seed, size)` paints one RGB face; `titles` overrides the scraped title of crop i
+    (to test escaping)."""
     rng = random.Random(seed)
-    bases = [draw_face(seed * 1000 + i, size) for i in range(min(n, 256))]
+    bases = [draw(seed * 1000 + i, size) for i in range(min(n, 256))]
     run = new_run_id("sample")
     now = datetime.now(timezone.utc)
     ids: list[str] = []

@@ -20,14 +20,14 @@ from curation.ingest import IngestConfig, ingest
 from curation.process import ProcessConfig, process
 from curation.review.items import Item, load_items
 from curation.review.store import Change, ReviewStore, State
-from curation.synthetic import draw_character, encode
 from manifests import tables
 from manifests.atomic import read_metadata
 from manifests.blobs import sha256_hex
 from manifests.datasets import DatasetError, read_version, versions
 from manifests.records import ScrapedImage
 from manifests.workspace import Workspace, WorkspaceBusy
-from spiders.replica.server import Replica, Response
+from replicas.drawn import draw_character, encode
+from replicas.sites.server import Replica, Response
 
 CFG = ProcessConfig(detector=replace(ProcessConfig().detector, detector="animeface"), workers=2)
 PAGE = "https://artist.example/deviation/two-faces"

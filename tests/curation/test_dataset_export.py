@@ -16,10 +16,10 @@ from curation.ingest import ingest
 from curation.process import ProcessConfig, process
 from curation.review.items import load_items
 from curation.review.store import Change, ReviewStore
-from curation.synthetic import draw_character, encode
 from manifests.datasets import read_version, write_version
 from manifests.records import DatasetRow
 from manifests.workspace import Workspace
+from replicas.drawn import draw_character, encode
 
 CFG = ProcessConfig(detector=replace(ProcessConfig().detector, detector="animeface"), workers=2)
 

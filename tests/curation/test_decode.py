@@ -5,8 +5,8 @@ import io
 import pytest
 from PIL import Image, ImageCms
 
-from curation.synthetic import bad_inputs, draw_face, encode, png_claiming_size
 from media.decode import DecodeConfig, describe_non_image, inspect_image
+from replicas.drawn import bad_inputs, draw_face, encode, png_claiming_size
 
 FACE = draw_face(1, 128)
 

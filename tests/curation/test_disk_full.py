@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from curation.synthetic import write_faces
 from manifests import tables
 from manifests.records import FaceCrop, FilterResult, ScrapedImage, StoredImage
 from manifests.workspace import Workspace
+from replicas.drawn import write_faces
 
 
 def _cli(home, *args, timeout=120):

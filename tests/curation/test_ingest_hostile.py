@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.ingest import IngestConfig, IngestInputError, ingest, read_regular
-from curation.synthetic import write_faces
 from manifests import tables
 from manifests.records import ScrapedImage, StoredImage
+from replicas.drawn import write_faces
 
 
 def _cli(home, *args, timeout=60):

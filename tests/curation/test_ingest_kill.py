@@ -9,10 +9,10 @@ import time
 
 import pyarrow.parquet as pq
 
-from curation.synthetic import write_faces
 from manifests import tables
 from manifests.records import ScrapedImage, StoredImage
 from manifests.workspace import Workspace
+from replicas.drawn import write_faces
 
 
 def _ingest_cmd(home, folder):

@@ -3,9 +3,9 @@
 import shutil
 
 from curation.ingest import IngestConfig, expand_inputs, ingest
-from curation.synthetic import write_faces
 from manifests import tables
 from manifests.records import ScrapedImage, StoredImage
+from replicas.drawn import write_faces
 
 
 def test_same_bytes_under_two_names_are_stored_once(ws, tmp_path):

@@ -7,11 +7,11 @@ import pytest
 
 from curation.fetch import FetchConfig, Fetcher
 from curation.ingest import IngestConfig, ingest
-from curation.synthetic import draw_face, encode
 from manifests import tables
 from manifests.records import ScrapedImage, StoredImage
 from media.optout import opted_out
 from media.web import parse_retry_after
+from replicas.drawn import draw_face, encode
 
 JPEG = {"Content-Type": "image/jpeg"}
 

@@ -12,10 +12,10 @@ from PIL import Image, ImageOps
 from curation.ingest import ingest
 from curation.process import ProcessConfig, process
 from curation.process_dedup import current_crops, summary
-from curation.synthetic import draw_character, encode
-from manifests.blobs import sha256_hex
 from manifests import tables
+from manifests.blobs import sha256_hex
 from manifests.records import DupGroup, FilterResult
+from replicas.drawn import draw_character, encode
 
 CFG = ProcessConfig(detector=replace(ProcessConfig().detector, detector="animeface"), workers=2)
 

@@ -11,10 +11,10 @@ import time
 import pyarrow.parquet as pq
 
 from curation.ingest import IngestConfig, ingest
-from curation.synthetic import write_faces
 from manifests import tables
 from manifests.records import FaceCrop, FilterResult
 from manifests.workspace import Workspace
+from replicas.drawn import write_faces
 
 
 def _process_cmd(home):

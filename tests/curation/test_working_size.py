@@ -11,10 +11,10 @@ from PIL import Image
 from curation.detect import DetectorConfig, detect_faces
 from curation.ingest import IngestConfig, ingest
 from curation.process import ProcessConfig, process
-from curation.synthetic import draw_character, encode
 from manifests import tables
 from manifests.records import FaceCrop, FilterResult
 from media.decode import bounded, decode_upright, prepare, prepare_from, with_alpha
+from replicas.drawn import draw_character, encode
 
 ANIMEFACE = DetectorConfig(detector="animeface")
 

@@ -7,11 +7,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from curation.synthetic import write_bad_inputs, write_faces
 from manifests.datasets import write_version
 from manifests.records import DatasetRow
 from manifests.workspace import Workspace
 from pipelines.cli import app
+from replicas.drawn import write_bad_inputs, write_faces
 
 runner = CliRunner()
 
@@ -101,7 +101,7 @@ def test_dataset_list_and_diff(tmp_path):
 
 
 def test_process_prints_what_was_kept_and_why(tmp_path, monkeypatch):
-    from curation.synthetic import draw_character, encode
+    from replicas.drawn import draw_character, encode
 
     art = tmp_path / "art"
     art.mkdir()

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from curation.review.items import load_items
 from curation.review.store import Change, ReviewStore
-from curation.synthetic import draw_character, encode
 from manifests.workspace import Workspace
 from pipelines.cli import app
+from replicas.drawn import draw_character, encode
 
 runner = CliRunner()
 

@@ -14,12 +14,13 @@ import pytest
 
 from curation.review.sample import make_review_workspace
 from manifests.workspace import Workspace
+from replicas.drawn import draw_face
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     ws = Workspace.open(tmp_path_factory.mktemp("cli-review") / "ws")
-    make_review_workspace(ws, 40, seed=1)
+    make_review_workspace(ws, 40, seed=1, draw=draw_face)
     return ws.home
 
 

@@ -9,14 +9,14 @@ import numpy as np
 from PIL import Image
 
 from curation.ingest import IngestConfig, ingest
-from curation.synthetic import draw_character, encode
 from manifests import tables
 from manifests.atomic import read_metadata
 from manifests.records import ScrapedImage, StoredImage
 from manifests.workspace import Workspace
 from media.decode import DecodeConfig
-from spiders.replica.getchu import GetchuReplica
-from spiders.replica.server import Replica, Response
+from replicas.drawn import draw_character, encode
+from replicas.sites.getchu import GetchuReplica
+from replicas.sites.server import Replica, Response
 
 FAST = ["DOWNLOAD_DELAY=0", "AUTOTHROTTLE_ENABLED=False", "HEADSHOT_BACKOFF=0.1", "LOG_LEVEL=WARNING"]
 PID = 960001

@@ -17,7 +17,7 @@ def tiny(**changes) -> TrainConfig:
 @pytest.fixture(scope="session")
 def faces(tmp_path_factory):
     """40 drawn faces, 64 px PNGs, in a folder."""
-    from curation.synthetic import write_faces
+    from replicas.drawn import write_faces
 
     folder = tmp_path_factory.mktemp("faces")
     write_faces(folder, 40, size=64)

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from curation.synthetic import write_faces
 from manifests.workspace import Workspace
+from replicas.drawn import write_faces
 from training.config import TrainConfig
 from training.data import folder_source, load_pictures
 from training.encode import EncodeInputError, default_extractor, encode, measures, nearest, read_picture

@@ -1,4 +1,4 @@
-"""Quality metrics on pictures drawn in code (curation/synthetic.py) at 64 px: each figure must
+"""Quality metrics on pictures drawn in code (replicas/drawn.py) at 64 px: each figure must
 move the right way between sets whose relation is known (halves of one set, blurred copies,
 noise, mirrored copies, swapped channels, painted borders)."""
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from curation.synthetic import draw_character
+from replicas.drawn import draw_character
 from training import metrics
 from training.evaluate import evaluate_sets, format_report, load_image_folder
 from training.features import FEATURE_DIM, FEATURE_VERSION, FeatureExtractor, cached_features, feature_key

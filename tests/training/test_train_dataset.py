@@ -8,9 +8,9 @@ import logging
 import pytest
 from typer.testing import CliRunner
 
-from curation.synthetic import draw_character, encode
 from manifests.datasets import write_version
 from manifests.records import DatasetRow
+from replicas.drawn import draw_character, encode
 from tests.training.conftest import tiny
 from training.data import DataError, dataset_source
 from training.run import train

@@ -45,9 +45,10 @@ def browser():
 def review_template(tmp_path_factory):
     from curation.review.sample import make_review_workspace
     from manifests.workspace import Workspace
+    from replicas.drawn import draw_face
 
     ws = Workspace.open(tmp_path_factory.mktemp("review-template") / "ws")
-    ids = make_review_workspace(ws, 300, seed=7, titles={i: HOSTILE for i in range(0, 300, 7)})
+    ids = make_review_workspace(ws, 300, seed=7, titles={i: HOSTILE for i in range(0, 300, 7)}, draw=draw_face)
     return ws.home, ids
 
 

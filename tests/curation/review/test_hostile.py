@@ -234,9 +234,10 @@ def test_workspace_crop_file_allows_only_crops(ws, tmp_path):
 def full_disk_ws(small_disk):
     from curation.review.sample import make_review_workspace
     from manifests.workspace import Workspace
+    from replicas.drawn import draw_face
 
     ws = Workspace.open(small_disk.path / "ws")
-    ids = make_review_workspace(ws, 30, seed=3)
+    ids = make_review_workspace(ws, 30, seed=3, draw=draw_face)
     return ws, ids, small_disk
 
 

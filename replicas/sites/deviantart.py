@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote_plus, urlsplit
 
-from curation.synthetic import draw_face, encode
+from replicas.drawn import draw_face, encode
 
 from .server import Replica, Request, Response
 

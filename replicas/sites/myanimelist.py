@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from curation.synthetic import draw_face, encode
+from replicas.drawn import draw_face, encode
 
 from .server import Replica, Request, Response
 

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
-from curation.synthetic import draw_character, encode
+from replicas.drawn import draw_character, encode
 
 from .server import Replica, Request, Response
 
