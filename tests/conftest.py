@@ -13,7 +13,19 @@ from typing import Callable
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("HEADSHOT_SHARED", REPO.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path in the shared folder: $HEADSHOT_SHARED when set, else ../shared beside the repository.
+
+    The one place that knows where the folder is (tests/test_shared_fixture.py holds every other
+    test module to it). For module-level constants (parametrize lists, module skips, --regen
+    scripts: `from tests.conftest import shared_path`); a test takes the `shared_data` fixture."""
+    root = os.environ.get("HEADSHOT_SHARED") or REPO.parent / "shared"
+    return Path(root).joinpath(*parts)
+
+
+SHARED = shared_path()
 SHARED_DATA = SHARED / "data"
 
 

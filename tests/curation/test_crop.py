@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from curation.crop import CropConfig, crop_id, make_crop, square_box
 from curation.detect import DetectorConfig, Face, detect_faces, prepare
-from replicas.drawn import draw_face
+from curation.synthetic import draw_face
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SHA = "ab" * 32
 
 
@@ -129,12 +126,10 @@ def test_crop_id_golden():
     assert crop_id(SHA, (1, 2, 3, 4), '{"detector":"lbp"}', 0.25, 128) == "0ad8656f3f0882a9f4bf52dc"
 
 
-def test_crops_of_a_shared_image():
-    path = SHARED_DATA / "anime" / "tha3_crypko_00.png"
-    if not path.is_file():
-        pytest.skip(f"../shared is absent ({path})")
+def test_crops_of_a_shared_image(shared_data):
+    path = shared_data / "anime" / "tha3_crypko_00.png"
     im = prepare(path.read_bytes())  # RGBA with a transparent background
-    faces = detect_faces(im, DetectorConfig(detector="lbp"), SHARED_DATA / "cascades")
+    faces = detect_faces(im, DetectorConfig(detector="lbp"), shared_data / "cascades")
     assert len(faces) == 1
     box = square_box(faces[0], *im.size, CropConfig())
     crop = make_crop(im, box, CropConfig(size=64))

@@ -17,14 +17,18 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from curation.dedup import (
+if __name__ == "__main__":  # run as a script for --table: tests/ is imported from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from curation.dedup import (  # noqa: E402
     DEFAULT_POLICY, Candidate, borderline, choose_keeper, dup_groups, group_near_duplicates, is_lossless,
     open_index, union_groups,
 )
-from curation.hashes import HashConfig, image_hashes
-from curation.nearindex import MultiIndexHash
+from curation.hashes import HashConfig, image_hashes  # noqa: E402
+from curation.nearindex import MultiIndexHash  # noqa: E402
+from tests.conftest import shared_path  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_DATA = shared_path("data")
 KNOWN_PAIRS = {  # ../shared/data/README.md, "Near-duplicates"
     ("anime/style2paints_ref_32.png", "outliers/near_duplicate/style2paints_v1_test21.jpg"),
     ("anime/waifu2x-ncnn-vulkan_0.jpg", "outliers/near_duplicate/waifu2x-ncnn-vulkan_2.png"),

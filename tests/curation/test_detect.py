@@ -22,9 +22,10 @@ if __name__ == "__main__":  # run as a script for --regen
 
 from curation.detect import (DetectorConfig, Face, detect_faces, detector_version, disagreement, iou,  # noqa: E402
                              prepare, to_rgb)
-from replicas.drawn import draw_face  # noqa: E402
+from curation.synthetic import draw_face  # noqa: E402
+from tests.conftest import shared_path  # noqa: E402
 
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = shared_path("data")
 CASCADES = SHARED_DATA / "cascades"
 GOLDEN = Path(__file__).parent / "golden" / "boxes.json"
 CHECKED_FACES = Path(__file__).parent / "golden" / "anime_faces.json"  # boxes checked by eye

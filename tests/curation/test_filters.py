@@ -15,11 +15,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from curation import filters as F
+from curation.synthetic import draw_face
 from manifests.records import FilterResult, from_table, to_table
-from replicas.drawn import draw_face
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-DATA = SHARED / "data"
 CFG = F.FilterConfig()
 
 
@@ -288,10 +286,8 @@ def native_centre(im: Image.Image, side: int = 128) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def shared_images():
-    if not DATA.is_dir():
-        pytest.skip(f"../shared/data is absent ({DATA}): the bar on real pictures needs it")
-    folders = {"anime": DATA / "anime", "monochrome": DATA / "outliers" / "monochrome"}
+def shared_images(shared_data):
+    folders = {"anime": shared_data / "anime", "monochrome": shared_data / "outliers" / "monochrome"}
     return {k: [(p.name, load(p)) for p in sorted(d.iterdir()) if p.is_file()] for k, d in folders.items()}
 
 

@@ -19,12 +19,16 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from curation.hashes import (
+if __name__ == "__main__":  # run as a script for --regen: tests/ is imported from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from curation.hashes import (  # noqa: E402
     HASH_LIBRARY_VERSION, ON_BLACK, HashConfig, comparable, from_hex, hamming, hash_records, image_hash, image_hashes,
     is_transparent, sha256_of_image_pixels, to_hex,
 )
+from tests.conftest import shared_path  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_DATA = shared_path("data")
 GOLDEN = Path(__file__).resolve().parent / "golden" / "hashes.json"
 SHARED_SAMPLES = [
     "anime/style2paints_ref_32.png",  # RGBA with an opaque alpha channel

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import pytest
 
 from curation import models
 from curation.models import (ANIME_CASCADE, ModelChecksumError, ModelFetchError, ModelMissing, cascade_dir,
                              cascade_path, fetch_cascade, haar_path)
+from tests.conftest import shared_path
 
-SHARED_CASCADES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cascades"
+SHARED_CASCADES = shared_path("data", "cascades")
 
 
 @pytest.fixture

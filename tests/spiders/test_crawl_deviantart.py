@@ -8,19 +8,19 @@ import secrets
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from manifests import tables
 from manifests.records import ScrapedImage, StoredImage
 from manifests.workspace import Workspace
-from replicas.sites.deviantart import FIRST_ID, RSS, DeviantArtReplica, DeviantArtServer
-from replicas.sites.server import Replica, Response
 from spiders.items import page_key
+from spiders.replica.deviantart import FIRST_ID, RSS, DeviantArtReplica, DeviantArtServer
+from spiders.replica.server import Replica, Response
 from spiders.sites import deviantart as da
+from tests.conftest import shared_path
 
-CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "sites" / "deviantart"
+CAPTURES = shared_path("sites", "deviantart")
 FAST = ["DOWNLOAD_DELAY=0", "AUTOTHROTTLE_ENABLED=False", "HEADSHOT_BACKOFF=0.1", "LOG_LEVEL=INFO"]
 PAGE_STATUSES = {"page", "blocked", "age_gate", "unavailable", "truncated", "not_found", "page_error", "offsite"}
 

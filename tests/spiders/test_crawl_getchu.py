@@ -14,10 +14,11 @@ import pytest
 from manifests import tables
 from manifests.records import ScrapedImage, StoredImage
 from manifests.workspace import Workspace
-from replicas.sites.getchu import GetchuReplica
-from replicas.sites.server import Replica, Response
+from spiders.replica.getchu import GetchuReplica
+from spiders.replica.server import Replica, Response
+from tests.conftest import shared_path
 
-CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "sites" / "getchu"
+CAPTURES = shared_path("sites", "getchu")
 FAST = ["DOWNLOAD_DELAY=0", "AUTOTHROTTLE_ENABLED=False", "HEADSHOT_BACKOFF=0.1", "LOG_LEVEL=WARNING"]
 
 

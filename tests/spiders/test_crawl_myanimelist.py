@@ -12,10 +12,11 @@ import pytest
 from manifests import tables
 from manifests.records import ScrapedImage, StoredImage
 from manifests.workspace import Workspace
-from replicas.sites.myanimelist import MyAnimeListReplica, character_page
-from replicas.sites.server import Replica, Response
+from spiders.replica.myanimelist import MyAnimeListReplica, character_page
+from spiders.replica.server import Replica, Response
+from tests.conftest import shared_path
 
-CAPTURES = Path(__file__).resolve().parents[2].parent / "shared" / "sites" / "myanimelist"
+CAPTURES = shared_path("sites", "myanimelist")
 FAST = ["DOWNLOAD_DELAY=0", "AUTOTHROTTLE_ENABLED=False", "HEADSHOT_BACKOFF=0.1", "LOG_LEVEL=WARNING"]
 JSON = {"Content-Type": "application/json"}
 RATE_LIMITED = b'{"status":429,"type":"RateLimitException","message":"You are being rate limited","error":null}'

@@ -14,13 +14,16 @@ from typing import Any, Callable
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SITES = REPO.parent / "shared" / "sites"
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+
+from tests.conftest import shared_path  # noqa: E402
+
+SITES = shared_path("sites")
 CAPTURES = SITES / "deviantart"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "deviantart"
 
-if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
-elif not CAPTURES.is_dir():
+if __name__ != "__main__" and not CAPTURES.is_dir():
     pytest.skip(f"the DeviantArt captures are absent ({CAPTURES})", allow_module_level=True)
 
 from spiders.parsing import Blocked, NotFound, PageError, Truncated, Unavailable  # noqa: E402

@@ -15,10 +15,14 @@ from pathlib import Path
 import pytest
 from parsel import Selector
 
-from spiders.parsing import AgeGate, Blocked, NotFound, PageError, Truncated
-from spiders.sites import getchu, getchu_item
+if __name__ == "__main__":  # run as a script for --regen: tests/ is imported from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-SITES = Path(__file__).resolve().parents[2].parent / "shared" / "sites"
+from spiders.parsing import AgeGate, Blocked, NotFound, PageError, Truncated  # noqa: E402
+from spiders.sites import getchu, getchu_item  # noqa: E402
+from tests.conftest import shared_path  # noqa: E402
+
+SITES = shared_path("sites")
 CAPTURES = SITES / "getchu"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "getchu"
 BASE = "https://www.getchu.com"

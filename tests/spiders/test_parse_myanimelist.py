@@ -14,10 +14,14 @@ from typing import Any, Callable
 
 import pytest
 
-from spiders.parsing import Blocked, NotFound, PageError, Parsed, Truncated, Unavailable
-from spiders.sites import myanimelist as mal
+if __name__ == "__main__":  # run as a script for --regen: tests/ is imported from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-SITES = Path(__file__).resolve().parents[2].parent / "shared" / "sites"
+from spiders.parsing import Blocked, NotFound, PageError, Parsed, Truncated, Unavailable  # noqa: E402
+from spiders.sites import myanimelist as mal  # noqa: E402
+from tests.conftest import shared_path  # noqa: E402
+
+SITES = shared_path("sites")
 CAPTURES = SITES / "myanimelist"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "myanimelist"
 
