@@ -8,7 +8,7 @@ from PIL import Image
 
 from curation.crop import CropConfig, crop_id, make_crop, square_box
 from curation.detect import DetectorConfig, Face, detect_faces, prepare
-from curation.synthetic import draw_face
+from replicas.drawn import draw_face
 
 SHA = "ab" * 32
 

@@ -22,7 +22,7 @@ if __name__ == "__main__":  # run as a script for --regen
 
 from curation.detect import (DetectorConfig, Face, detect_faces, detector_version, disagreement, iou,  # noqa: E402
                              prepare, to_rgb)
-from curation.synthetic import draw_face  # noqa: E402
+from replicas.drawn import draw_face  # noqa: E402
 from tests.conftest import shared_path  # noqa: E402
 
 SHARED_DATA = shared_path("data")

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from curation import filters as F
-from curation.synthetic import draw_face
 from manifests.records import FilterResult, from_table, to_table
+from replicas.drawn import draw_face
 
 CFG = F.FilterConfig()
 

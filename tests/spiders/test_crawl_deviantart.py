@@ -14,9 +14,9 @@ import pytest
 from manifests import tables
 from manifests.records import ScrapedImage, StoredImage
 from manifests.workspace import Workspace
+from replicas.sites.deviantart import FIRST_ID, RSS, DeviantArtReplica, DeviantArtServer
+from replicas.sites.server import Replica, Response
 from spiders.items import page_key
-from spiders.replica.deviantart import FIRST_ID, RSS, DeviantArtReplica, DeviantArtServer
-from spiders.replica.server import Replica, Response
 from spiders.sites import deviantart as da
 from tests.conftest import shared_path
 

@@ -14,8 +14,8 @@ import pytest
 from manifests import tables
 from manifests.records import ScrapedImage, StoredImage
 from manifests.workspace import Workspace
-from spiders.replica.getchu import GetchuReplica
-from spiders.replica.server import Replica, Response
+from replicas.sites.getchu import GetchuReplica
+from replicas.sites.server import Replica, Response
 from tests.conftest import shared_path
 
 CAPTURES = shared_path("sites", "getchu")

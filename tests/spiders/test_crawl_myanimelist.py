@@ -12,8 +12,8 @@ import pytest
 from manifests import tables
 from manifests.records import ScrapedImage, StoredImage
 from manifests.workspace import Workspace
-from spiders.replica.myanimelist import MyAnimeListReplica, character_page
-from spiders.replica.server import Replica, Response
+from replicas.sites.myanimelist import MyAnimeListReplica, character_page
+from replicas.sites.server import Replica, Response
 from tests.conftest import shared_path
 
 CAPTURES = shared_path("sites", "myanimelist")
