@@ -7,6 +7,7 @@ import json
 import math
 import statistics
 import time
+from dataclasses import fields, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -107,6 +108,136 @@ def test_where_each_filter_runs():
     assert [v.filter for v in F.run_image_filters(draw_face(0, 256))] == ["monochrome"]
     face = F.run_face_filters(100, 100, 300, 300, draw_face(0, 128), None)
     assert [v.filter for v in face] == ["face_size", "face_share", "sharpness", "monochrome", "published_after"]
+
+
+# --- the registry: one class per filter ----------------------------------------------------
+
+# What filter_version gave before the filters became classes: the ledger of every existing
+# workspace holds these, and a different string for the same settings re-runs that filter.
+GOLDEN_VERSIONS = [
+    (F.FilterConfig(), {"monochrome": "1+a10173b3", "sharpness": "1+c26816bd", "face_size": "1+a830cbd6",
+                        "face_share": "1+26e09ad6", "published_after": "1+749e6695", "faces": "0+44136fa3"}),
+    (F.FilterConfig(min_sharpness=0.8, doubtful_margin=0.1),
+     {"monochrome": "1+5661cac3", "sharpness": "1+8db75ba8", "face_size": "1+e43af941",
+      "face_share": "1+a445624a", "published_after": "1+749e6695"}),
+    (F.FilterConfig(min_published=datetime(2015, 1, 1), keep_undated=False),
+     {"monochrome": "1+a10173b3", "published_after": "1+3c1a15d8"}),
+]
+
+
+@pytest.mark.parametrize("cfg,want", GOLDEN_VERSIONS)
+def test_filter_versions_are_byte_identical_to_the_ledger_s(cfg, want):
+    from curation import process
+
+    assert {name: F.filter_version(name, cfg) for name in want} == want
+    assert process.filter_version is F.filter_version
+    assert (process.FILTER_FIELDS, process.IMAGE_FILTERS, process.FACE_FILTERS) == \
+        (F.FILTER_FIELDS, F.IMAGE_FILTERS, F.FACE_FILTERS)
+
+
+def test_every_registered_filter_keeps_the_contract():
+    filters = F.registered()
+    names = [f.name for f in filters]
+    assert len(names) == len(set(names)) and set(names) >= {"monochrome", "sharpness", "face_size", "face_share",
+                                                            "published_after"}
+    config_fields = {f.name for f in fields(F.FilterConfig)}
+    ledger_fields = {f.name for f in fields(FilterResult)}
+    for f in filters:
+        assert f.version and F.VERSIONS[f.name] == f.version
+        assert f.reads and set(f.reads) <= config_fields, (f.name, f.reads)
+        assert set(f.judges) <= {F.IMAGE, F.FACE} and f.judges
+        assert set(f.writes) <= ledger_fields and f.features
+        assert F.FILTER_FIELDS[f.name] == f.reads
+        assert (f.name in F.IMAGE_FILTERS) == (F.IMAGE in f.judges)
+        assert (f.name in F.FACE_FILTERS) == (F.FACE in f.judges)
+    assert list(F.FACE_FILTERS) == [n for n in names if n in F.FACE_FILTERS]  # run order is the registry's
+
+
+# Other values for every setting: a filter's verdict must not move with one it does not read,
+# or changing that setting would leave its stale verdicts in the ledger.
+OTHER = {"min_colour": 3.0, "max_tint_share": 0.3, "min_sharpness": 0.95, "min_face_side": 300,
+         "min_face_share": 0.5, "min_published": datetime(2030, 1, 1), "keep_undated": False,
+         "doubtful_margin": 0.9, "doubtful_days": 5000.0}
+
+
+def test_a_verdict_moves_only_with_the_settings_its_filter_reads():
+    assert set(OTHER) == {f.name for f in fields(F.FilterConfig)}  # a new setting needs a value here
+    base = F.FilterConfig(min_published=datetime(2016, 1, 1))
+    subjects = {F.IMAGE: [F.Subject.of_image(im) for im in (draw_face(3, 256), tinted_print(), grey_drawing())],
+                F.FACE: [F.Subject.of_face(w, w, 400, 300, crop, when) for w, crop, when in (
+                    (50, draw_face(4, 128).filter(ImageFilter.GaussianBlur(1.2)), datetime(2015, 12, 20)),
+                    (120, draw_face(5, 128), None), (250, tinted_print(6, 128), datetime(2020, 1, 1)))]}
+    for f in F.registered():
+        for kind in f.judges:
+            for subject in subjects[kind]:
+                score = f.score(subject)
+                want = f.judge(score, base)
+                for name, value in OTHER.items():
+                    moved = f.judge(score, replace(base, **{name: value})) != want
+                    assert not moved or name in f.reads, (f.name, name, "is read but not in reads")
+                    assert (F.filter_version(f.name, replace(base, **{name: value})) !=
+                            F.filter_version(f.name, base)) == (name in f.reads)
+
+
+def test_register_refuses_a_filter_that_breaks_the_contract():
+    class Unknown(F.Filter):
+        name, version, reads = "unknown_setting", "1", ("min_whatever",)
+
+    class Twin(F.Filter):
+        name, version, reads = "monochrome", "9", ("min_colour",)
+
+    class Nameless(F.Filter):
+        version, reads = "1", ("min_colour",)
+
+    for cls in (Unknown, Twin, Nameless):
+        with pytest.raises(ValueError):
+            F.register(cls)
+    assert F.VERSIONS["monochrome"] == "1" and "unknown_setting" not in [f.name for f in F.registered()]
+
+
+class PictureWidth(F.Filter):
+    """A filter that lives in this test file only: the picture's width against min_face_side."""
+
+    name = "test_picture_width"
+    version = "7"
+    reads = ("min_face_side", "doubtful_margin")
+    judges = (F.IMAGE, F.FACE)
+    order = 60
+
+    def score(self, subject):
+        return F.Score(subject.image_w)
+
+
+def test_a_filter_defined_in_a_test_flows_through_the_stage_and_the_learner():
+    from curation.review import features
+    from curation.review.items import Item
+
+    F.register(PictureWidth)
+    try:
+        assert [v.filter for v in F.run_image_filters(draw_face(0, 256))] == ["monochrome", "test_picture_width"]
+        face = F.run_face_filters(100, 100, 40, 300, draw_face(0, 128), None)
+        assert [v.filter for v in face] == ["face_size", "face_share", "sharpness", "monochrome", "published_after",
+                                            "test_picture_width"]
+        v = face[-1]
+        assert (v.score, v.threshold, v.passed, v.version) == (40, 64, False, "7")
+        assert v.reason == "test_picture_width 40 < 64"
+        assert F.filter_version(v.filter, replace(CFG, min_face_side=32)) != F.filter_version(v.filter, CFG) == \
+            F.filter_version(v.filter, replace(CFG, min_sharpness=0.9))
+
+        names = features.FEATURE_NAMES
+        assert {"test_picture_width.ratio", "test_picture_width.passed", "test_picture_width.present"} <= set(names)
+        assert len(names) == len(set(names))
+        it = Item("x", "s", "crops/x.png", "lbp", 1.0, reasons=[
+            {"filter": r.filter, "score": r.score, "threshold": r.threshold, "passed": r.passed}
+            for r in (v.record("x") for v in face)])
+        f = dict(zip(features.LEDGER_NAMES, features.ledger_features(it)))
+        assert len(f) == len(features.LEDGER_NAMES)
+        assert f["test_picture_width.present"] == 1 and f["test_picture_width.passed"] == 0
+        assert f["test_picture_width.ratio"] == pytest.approx(math.log2(40 / 64))
+    finally:
+        F.unregister(PictureWidth.name)
+    assert "test_picture_width.present" not in features.FEATURE_NAMES
+    assert [v.filter for v in F.run_image_filters(draw_face(0, 256))] == ["monochrome"]
 
 
 def test_deterministic():
