@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -14,6 +15,8 @@ import typer
 app = typer.Typer(
     name="headshot",
     help="Build curated face datasets from artwork on the web, and train GANs on them.\n\n"
+    "Settings come from the project config: ./headshot.toml when it exists, or --config FILE "
+    "(headshot init writes one); flags on the command line win over it.\n\n"
     "Example: headshot ingest ~/Pictures/art && headshot status",
     no_args_is_help=True,
     add_completion=False,
@@ -27,24 +30,75 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(models_app, name="models")
 
 
+DEFAULT_CONFIG = "headshot.toml"  # pipelines.config.DEFAULT_FILE, which is not imported here (it is heavy)
+
+
 class _State:
     home: Optional[str] = None
+    config_path: Optional[Path] = None  # the project config file, None for the built-in defaults
+    config = None  # its HeadshotConfig, read on first use
 
 
 @app.callback()
 def _main(
     home: Optional[str] = typer.Option(
         None, "--home", envvar="HEADSHOT_HOME", show_envvar=True,
-        help="Workspace folder (default ./workspace).",
+        help="Workspace folder (default: the config's home, else ./workspace).",
+    ),
+    config: Optional[str] = typer.Option(
+        None, "--config", metavar="FILE",
+        help="Project config, TOML (headshot init writes one). Default: ./headshot.toml when it exists, "
+             "else the built-in defaults. Flags win over it.",
     ),
 ) -> None:
-    _State.home = home
+    # Set on every call: tests run many commands in one process.
+    _State.home, _State.config = home, None
+    if config is not None:
+        path = Path(config).expanduser()
+        if not path.is_file():
+            _fail(f"--config {config}: no such file" + (" (it is a folder)" if path.is_dir() else ""))
+        _State.config_path = path
+    else:
+        _State.config_path = Path(DEFAULT_CONFIG) if Path(DEFAULT_CONFIG).is_file() else None
+
+
+def _config():
+    """The project's HeadshotConfig; a bad file ends the command with one line per problem, exit 2."""
+    if _State.config is None:
+        from pipelines.config import ConfigError, HeadshotConfig
+
+        try:
+            _State.config = HeadshotConfig.from_toml(_State.config_path) if _State.config_path else HeadshotConfig()
+        except ConfigError as exc:
+            _fail_config(exc)
+    return _State.config
+
+
+def _fail_config(exc) -> None:
+    for line in exc.problems:
+        typer.echo(f"headshot: error: {line}", err=True)
+    raise typer.Exit(2)
+
+
+def _project_path(p: str) -> str:
+    """A path from the config file, relative to the file's folder."""
+    if "://" in p or _State.config_path is None:
+        return p
+    q = Path(p).expanduser()
+    return str(q if q.is_absolute() else _State.config_path.parent / q)
+
+
+def _home() -> Optional[str]:
+    """--home (or HEADSHOT_HOME), then the config file's home; None: the workspace's own default."""
+    if _State.home or _State.config_path is None:
+        return _State.home
+    return _project_path(_config().home)
 
 
 def _workspace(create: bool = True):
     from manifests.workspace import Workspace
 
-    return Workspace.open(_State.home, create=create)
+    return Workspace.open(_home(), create=create)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -54,9 +108,11 @@ def _fail(message: str, code: int = 2) -> None:
 
 @app.command()
 def ingest(
-    paths: List[str] = typer.Argument(..., help="Folders (walked recursively), image files, or .txt files listing one URL per line."),
+    paths: Optional[List[str]] = typer.Argument(None, help="Folders (walked recursively), image files, or .txt files "
+                                                "listing one URL per line (default: the config's [ingest] paths)."),
     workers: int = typer.Option(0, help="Decoding processes (0 = one per core)."),
-    min_side: int = typer.Option(40, help="Images with a shorter side (px) are kept as too_small."),
+    min_side: Optional[int] = typer.Option(None, help="Images with a shorter side (px) are kept as too_small "
+                                                      "(default: [ingest] min_side, 40)."),
     delay: float = typer.Option(1.0, help="Seconds between two downloads from one host."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
 ) -> None:
@@ -66,14 +122,18 @@ def ingest(
     """
     from dataclasses import replace
 
-    from curation.fetch import FetchConfig
-    from curation.ingest import IngestConfig, IngestInputError
+    from curation.ingest import IngestInputError
     from curation.ingest import ingest as run_ingest
     from manifests.workspace import WorkspaceBusy
-    from media.decode import DecodeConfig
 
-    cfg = IngestConfig(workers=workers, decode=replace(DecodeConfig(), min_side=min_side),
-                       fetch=replace(FetchConfig(), per_host_delay=delay))
+    section = _config().ingest
+    if not paths:
+        paths = [_project_path(p) for p in section.paths]
+    if not paths:
+        _fail("give PATH... to ingest, or list them as [ingest] paths in the project config")
+    cfg = section.stage()
+    cfg = replace(cfg, workers=workers, fetch=replace(cfg.fetch, per_host_delay=delay),
+                  decode=replace(cfg.decode, min_side=min_side) if min_side is not None else cfg.decode)
     try:
         report = run_ingest(paths, _workspace(), cfg, progress=not no_progress)
     except IngestInputError as exc:
@@ -101,15 +161,23 @@ def crawl(
 ) -> None:
     """Collect artwork from a site into the workspace, politely, resuming where a stopped crawl was.
 
+    The first [[sources]] table of SOURCE in the project config gives the query, months, limit,
+    Scrapy settings and spider arguments, and its [ingest] table the size and byte limits; these
+    options win over it.
+
     Example: headshot crawl getchu --since 2015-05 --until 2015-06 --limit 200
     """
     from spiders.run import CrawlRequest, SOURCES, crawl as run_crawl, parse_assignments
 
     if source not in SOURCES:
         _fail(f"unknown source {source!r}: choose one of {', '.join(SOURCES)}")
+    project = _config()
+    base = project.source(source)
+    spider_args = base.spider_args() if base else {}
+    settings = {**project.ingest.crawl_settings(), **(base.scrapy_settings() if base else {})}
     try:
-        spider_args = parse_assignments(args, "--arg")
-        settings = parse_assignments(sets, "--set")
+        spider_args.update(parse_assignments(args, "--arg"))
+        settings.update(parse_assignments(sets, "--set"))
     except ValueError as exc:
         _fail(str(exc))
     for key, value in (("query", query), ("limit", limit), ("since", since), ("until", until)):
@@ -128,22 +196,32 @@ def process(
     margin: Optional[float] = typer.Option(None, help="Crop margin, a fraction of the face side on each side."),
     size: Optional[int] = typer.Option(None, help="Crop size in pixels: 64, 128 or 256."),
     radius: Optional[int] = typer.Option(None, help="Hamming radius within which crops are near-duplicates."),
-    workers: int = typer.Option(0, help="Processes (0 = one per core)."),
+    workers: Optional[int] = typer.Option(None, help="Processes (0 = one per core; default: [process] workers)."),
+    sets: List[str] = typer.Option([], "--set", help="Any [process] setting, KEY=VALUE (repeatable), e.g. "
+                                   "filters.min_sharpness=0.4 or detector.members=lbp,haar."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
 ) -> None:
     """Find faces, crop them, filter and de-duplicate: only what is new or what a changed setting affects.
 
-    Example: headshot process --margin 0.3 --size 128
+    Settings start from the project config's [process] tables; --set wins over them, and the
+    named options win over --set.
+
+    Example: headshot process --margin 0.3 --size 128 --set filters.min_sharpness=0.4
     """
     from dataclasses import replace
 
     from curation.models import ModelChecksumError, ModelMissing
-    from curation.process import ProcessConfig
     from curation.process import process as run_process
     from curation.process_dedup import summary
     from manifests.workspace import WorkspaceBusy
+    from pipelines.config import ConfigError
 
-    cfg = ProcessConfig(workers=workers)
+    try:
+        cfg = _config().with_sets(sets, "process").process
+    except ConfigError as exc:
+        _fail_config(exc)
+    if workers is not None:
+        cfg = replace(cfg, workers=workers)
     try:
         if detector:
             cfg = replace(cfg, detector=replace(cfg.detector, detector=detector))
@@ -207,6 +285,33 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 
 @app.command()
+def init(
+    path: str = typer.Argument(DEFAULT_CONFIG, help="The file to write (a folder: headshot.toml in it)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented project config: every setting at its default, each with what it does and its range.
+
+    Every command reads ./headshot.toml when it exists (or the file given with --config), and
+    its flags win over the file.
+
+    Example: headshot init && headshot process   (after editing [process] in headshot.toml)
+    """
+    from manifests.atomic import write_bytes_atomic
+    from pipelines.config_init import init_text
+
+    target = Path(path).expanduser()
+    if target.is_dir():
+        target = target / DEFAULT_CONFIG
+    if target.exists() and not force:
+        _fail(f"{target} exists already: edit it, or write it anew with --force")
+    try:
+        write_bytes_atomic(target, init_text().encode("utf-8"))
+    except OSError as exc:
+        _fail(f"cannot write {target}: {exc}")
+    typer.echo(f"wrote {target}: every setting at its default, with a comment each; flags still win over it")
+
+
+@app.command()
 def demo(
     home: Optional[str] = typer.Option(None, "--home", help="Workspace for the demo (default ./demo-workspace)."),
     count: int = typer.Option(48, help="How many artworks to generate."),
@@ -217,7 +322,7 @@ def demo(
     """
     from pipelines.demo import run_demo
 
-    run_demo(home or _State.home or "demo-workspace", count=count, echo=typer.echo)
+    run_demo(home or _State.home or "demo-workspace", count=count, echo=typer.echo, config=_config())
 
 
 def _disk_full_line(exc: BaseException) -> str | None:

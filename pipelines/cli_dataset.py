@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from pipelines.cli import _fail, _workspace, dataset_app
+from pipelines.cli import _config, _fail, _workspace, dataset_app
 
 DIFF_LINES = 20  # a build prints at most this many changed crops; `dataset diff` prints all
 
@@ -28,29 +28,43 @@ def _diff_lines(d, limit: int | None = None) -> list[str]:
 
 @dataset_app.command("build")
 def dataset_build(
-    name: str = typer.Argument(..., help="Dataset name, e.g. faces."),
-    min_accepted: int = typer.Option(1, "--min-accepted", help="Fail unless at least this many crops are accepted."),
+    name: Optional[str] = typer.Argument(None, help="Dataset name, e.g. faces (default: [dataset] name, faces)."),
+    min_accepted: Optional[int] = typer.Option(None, "--min-accepted", help="Fail unless at least this many crops "
+                                               "are accepted (default: [dataset] min_accepted, 1)."),
     no_rules: bool = typer.Option(False, "--no-rules", help="Take only crops a person accepted; passing every filter is not enough."),
     no_model: bool = typer.Option(False, "--no-model", help="Ignore decisions of origin 'model' (bulk-confirmed proposals)."),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of pictures held out for validation, 0 to <1."),
-    split_seed: str = typer.Option("headshot", "--split-seed", help="Another seed draws another train/val split."),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Share of pictures held out for "
+                                                 "validation, 0 to <1 (default: [dataset] val_fraction, 0.1)."),
+    split_seed: Optional[str] = typer.Option(None, "--split-seed", help="Another seed draws another train/val split."),
+    empty_queue: Optional[bool] = typer.Option(None, "--require-empty-queue/--allow-queue",
+                                               help="Refuse to build while doubtful crops wait for review "
+                                                    "(default: [dataset] require_empty_queue, off)."),
 ) -> None:
     """Write the next version of a dataset from the review decisions and the filters' verdicts.
 
     A person's decision wins; a crop nobody decided on is accepted when it passed every filter
     without doubt and keeps its duplicate group; opted-out artwork is never used. A rebuild
-    without new decisions writes no new version.
+    without new decisions writes no new version. The rules start from the project config's
+    [dataset] table; these options win over it.
 
     Example: headshot dataset build faces --min-accepted 500
     """
-    from curation.dataset_build import BuildConfig, build_dataset
+    from dataclasses import replace
+
+    from curation.dataset_build import build_dataset
     from manifests.datasets import DatasetError
     from manifests.workspace import WorkspaceBusy
 
+    section = _config().dataset
+    name = name or section.name
+    flags = {"min_accepted": min_accepted, "val_fraction": val_fraction, "split_seed": split_seed,
+             "accept_by_rule": False if no_rules else None, "include_model": False if no_model else None}
     try:
-        cfg = BuildConfig(accept_by_rule=not no_rules, min_accepted=min_accepted, val_fraction=val_fraction,
-                          split_seed=split_seed, include_model=not no_model)
-        res = build_dataset(_workspace(), name, cfg)
+        cfg = replace(section.build, **{k: v for k, v in flags.items() if v is not None})
+        ws = _workspace()
+        if section.require_empty_queue if empty_queue is None else empty_queue:
+            _refuse_while_queued(ws)
+        res = build_dataset(ws, name, cfg)
     except DatasetError as exc:
         _fail(str(exc))
     except WorkspaceBusy as exc:
@@ -72,6 +86,15 @@ def dataset_build(
                    f"{s['added']} added, {s['removed']} removed, {s['relabelled']} relabelled")
         for line in _diff_lines(res.diff, DIFF_LINES):
             typer.echo(line)
+
+
+def _refuse_while_queued(ws) -> None:
+    from curation.review.status import review_status
+
+    left = review_status(ws)["left"]
+    if left:
+        _fail(f"{left} doubtful crop(s) wait in the review queue and the project requires it empty "
+              f"([dataset] require_empty_queue): label them (headshot review), or build with --allow-queue")
 
 
 @dataset_app.command("export")

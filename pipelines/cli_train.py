@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from pipelines.cli import _fail, _workspace, app
+from pipelines.cli import _config, _fail, _workspace, app
 
 
 def _settings(sets: list[str]) -> dict[str, str]:
@@ -40,8 +40,10 @@ def train(
     steps: Optional[int] = typer.Option(None, "--steps", help="Generator steps in all (with --resume: the total to reach)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pictures per step (default 64)."),
     size: Optional[int] = typer.Option(None, "--size", help="64 (the DCGAN paper's) or 128."),
-    preset: str = typer.Option("dcgan", "--preset", help="dcgan (the paper) | sngan (spectral norm, hinge) | dragan (gradient penalty)."),
-    config: Optional[str] = typer.Option(None, "--config", help="A TOML file; its [train] table is read."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="dcgan (the paper; default) | sngan (spectral norm, "
+                                         "hinge) | dragan (gradient penalty)."),
+    config: Optional[str] = typer.Option(None, "--config", help="A TOML file; its [train] table is read, over the "
+                                         "project config's [train]."),
     sets: List[str] = typer.Option([], "--set", help="Any training setting, KEY=VALUE (repeatable), e.g. ema_decay=0.999."),
     augment: Optional[str] = typer.Option(None, "--augment", help="diff (on real and fake, before D; default) | baked (into the real set) | none."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Go on with this run from its last checkpoint."),
@@ -53,7 +55,9 @@ def train(
 ) -> None:
     """Train a DCGAN on a dataset version into runs/<run>/ (checkpoints, sample grids, progress GIF, metrics).
 
-    Ctrl-C writes a checkpoint and stops; --resume RUN goes on from it exactly.
+    Ctrl-C writes a checkpoint and stops; --resume RUN goes on from it exactly. Settings: the
+    preset, then what the project config's [train] changes, then this --config file's [train],
+    then --set, then the named options.
 
     Example: headshot train --dataset faces@v2 --steps 20000
     """
@@ -62,7 +66,7 @@ def train(
     from training.device import DeviceError
     from training.run import TrainError, train as run_train
 
-    overrides: dict = {}
+    overrides: dict = dict(_config().train.settings())
     try:
         if config:
             overrides.update(load_file(config))
@@ -71,7 +75,7 @@ def train(
                            ("device", device)):
             if value is not None:
                 overrides[key] = value
-        if preset != "dcgan":
+        if preset is not None:
             overrides["preset"] = preset
         tmp = None
         if dry_run:
@@ -81,7 +85,7 @@ def train(
                              precision="fp32", channels_last="off", device=overrides.get("device", "cpu"))
         if not resume and bool(dataset) == bool(images):
             _fail("give --dataset NAME[@vN] or --images DIR (one of them), or --resume RUN")
-        cfg = resolve(overrides.pop("preset", preset), overrides)
+        cfg = resolve(overrides.pop("preset", "dcgan"), overrides)
         ws = _workspace() if not dry_run else None
         runs_dir = Path(tmp.name) / "runs" if dry_run else ws.runs
         source = dataset_source(ws, dataset) if dataset else folder_source(images) if images else None

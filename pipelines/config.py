@@ -99,6 +99,14 @@ class IngestSection:
         base = IngestConfig()
         return replace(base, decode=self.decode, fetch=replace(base.fetch, max_bytes=self.decode.max_bytes))
 
+    def crawl_settings(self) -> dict[str, str]:
+        """The same decode rules for crawled images, as the Scrapy settings the store pipeline
+        reads; only those that differ from its defaults."""
+        names = {"min_side": "HEADSHOT_MIN_SIDE", "max_pixels": "HEADSHOT_MAX_PIXELS", "max_bytes": "HEADSHOT_MAX_BYTES"}
+        default = DecodeConfig()
+        return {s: str(getattr(self.decode, k)) for k, s in names.items()
+                if getattr(self.decode, k) != getattr(default, k)}
+
 
 @dataclass(frozen=True)
 class DatasetSection:
@@ -528,8 +536,8 @@ def _value(hint: Any, raw: Any, where: str, problems: list[str]) -> Any:
         return _BAD
     rule = rule_for(where)
     problem = rule.problem(value) if rule else None
-    if problem:
-        problems.append(f"{where} = {_show(value)}: {problem}")
+    if problem:  # the value as it was written: a typed one as typed, the file's in TOML
+        problems.append(f"{where} = {raw if isinstance(raw, Text) else _show(raw)}: {problem}")
         return _BAD
     return value
 
