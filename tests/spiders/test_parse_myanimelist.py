@@ -109,14 +109,19 @@ def test_golden_counts():
 
 
 def test_every_item_is_full_size_and_from_myanimelist():
+    checked = 0
     for name in set(CASES) - ERROR_CAPTURES:
         for item in outcome(name)["items"]:
+            checked += 1
             assert item["source"] == "myanimelist"
             assert item["image_url"].startswith("https://")
             assert "/r/" not in item["image_url"] and "?" not in item["image_url"]
             assert mal.full_size_image_url(item["image_url"]) == item["image_url"]
             assert (item["artist"], item["rating"], item["license"]) == ("", "", "")
             assert item["source_id"].endswith("/" + Path(item["image_url"]).stem)
+    # Every item the golden files hold, and at least the 22 test_golden_counts read off the captures by hand.
+    golden = sum(len(json.loads((GOLDEN / f"{name}.json").read_text(encoding="utf-8")).get("items", [])) for name in CASES)
+    assert checked == golden >= 22, (checked, golden)
 
 
 # ---------------------------------------------------------------- image URLs

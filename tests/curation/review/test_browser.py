@@ -99,6 +99,7 @@ def test_two_reviewers_at_once_lose_nothing(browser, server):
     a_ctx, a, _ = open_queue(browser, server, "alice")
     b_ctx, b, _ = open_queue(browser, server, "bob")
     ids = [c for c, _ in decisions(a)]
+    assert len(ids) >= 20  # a shorter queue would leave the check below fewer than the 20 crops both label
     # Both label the first 20 crops, interleaved key by key; bob rejects where alice accepts.
     for _ in range(20):
         a.keyboard.press("a")
@@ -160,6 +161,7 @@ def test_the_learner_proposes_and_the_person_confirms_in_bulk(browser, review_ws
         # The person's rule: black-and-white crops out, the rest in (they see it in the picture). 60 labels by keyboard.
         mono = {it.crop_id: any(r["filter"] == "monochrome" and not r["passed"] for r in it.reasons)
                 for it in server.queue.items}
+        assert len(cells) >= 60, len(cells)  # fewer would give the learner fewer than its 60 labels
         for crop, _ in cells[:60]:
             page.keyboard.press("r" if mono[crop] else "a")
         settled(page)
@@ -198,6 +200,7 @@ def test_hundreds_of_crops_on_one_screen_and_the_focused_ones_details(browser, s
     page.keyboard.press("ArrowRight")
     item = server.queue.by_id[page.get_attribute(".cell.focus", "data-id")]
     text = page.text_content("#details")
+    assert item.reasons  # every sample crop went through the filters: an empty list would check nothing
     assert item.title in text and all(r["filter"] in text for r in item.reasons)
     assert page.get_attribute("#details a", "href") == item.page_url
     page.screenshot(path=str(server.ws.home / "queue.png"))
@@ -212,6 +215,7 @@ def test_labels_from_the_page_become_exactly_the_dataset_version(browser, server
     ctx, page, errors = open_queue(browser, server)  # the queue: doubtful crops only
     keys = "aarararaaa"
     shown = [c for c, _ in decisions(page)][:len(keys)]
+    assert len(shown) == len(keys)  # one key per crop shown: a shorter queue would label fewer
     for k in keys:
         page.keyboard.press(k)
     settled(page)
@@ -223,6 +227,7 @@ def test_labels_from_the_page_become_exactly_the_dataset_version(browser, server
     passed = {it.crop_id for it in server.queue.items if it.state == "passed" and it.keeper}
     assert set(rows) == {c for c, k in by_key.items() if k == "a"} | passed
     assert res.counts["accepted_human"] == keys.count("a") and res.counts["rejected"] == keys.count("r")
+    assert len(rows) == keys.count("a") + len(passed)  # what the loop below checks, all of the version
     for r in rows.values():  # each traceable to where the artwork came from
         item = server.queue.by_id[r.crop_id]
         assert r.image_url == item.image_url and r.image_url.startswith("https://images.example/art/")
