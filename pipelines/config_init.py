@@ -1,7 +1,7 @@
 """The commented headshot.toml that `headshot init` writes: every key at its default, each under
 a one-line comment saying what it does and what it accepts. Parsed back, it is HeadshotConfig().
 
-The ranges come from pipelines.config.RULES (the checks themselves); DOCS says what each key does.
+The ranges come from pipelines.config_rules.RULES (the checks themselves); DOCS says what each key does.
 """
 
 from __future__ import annotations
