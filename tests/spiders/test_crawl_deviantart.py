@@ -247,7 +247,7 @@ def test_interrupted_tags_crawl_leaves_no_token_in_its_jobdir(tmp_path):
         crawl_process["proc"] = proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                                         env=crawl_env(env))
         log = "".join(proc.communicate(timeout=120))
-        [jobdir] = (home / "runs" / "crawl-jobs").iterdir()
+        [jobdir] = (home / "crawl-jobs").iterdir()
         queued = b"".join(p.read_bytes() for p in jobdir.rglob("*") if p.is_file())
         assert b"browse/tags" in queued  # the check below looks at real queued API requests
         for needle in [secret, *fake.tokens]:

@@ -173,7 +173,8 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes_from_jobdir(tmp_path):
             time.sleep(0.01)
         proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C does to `headshot crawl`
         proc.communicate(timeout=120)
-        [jobdir] = (home / "runs" / "crawl-jobs").iterdir()
+        [jobdir] = (home / "crawl-jobs").iterdir()
+        assert not any((home / "runs").glob("*"))  # runs/ holds training runs only
         assert (jobdir / "headshot-closed").read_text() == "shutdown"
         assert (jobdir / "requests.queue").is_dir()
         partial, _ = rows(home)
@@ -185,7 +186,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes_from_jobdir(tmp_path):
     images = {k for k in scraped if not k.startswith("page:")}
     assert images == {f"{pid}/{k}{n}" for pid in ids for k in ("chara", "charab") for n in (1, 2)}
     assert len(stored) == 80
-    assert not (home / "runs" / "crawl-jobs" / jobdir.name).exists()  # a finished crawl leaves no JOBDIR
+    assert not (home / "crawl-jobs" / jobdir.name).exists()  # a finished crawl leaves no JOBDIR
 
 
 def test_keyword_is_sent_as_euc_jp_and_brand_search_follows_results_only(replica, tmp_path):
