@@ -79,16 +79,17 @@ class RowBuffer:
 
 def write_rows(ws: Workspace, rows: dict[type[Record], list[Record]], order: tuple[type[Record], ...],
                run_id: str, config: Any, report: StageReport | None = None, what: str = "commit",
-               wait: float = COMMIT_WAIT) -> dict[type[Record], list[Record]]:
+               wait: float = COMMIT_WAIT, always: tuple[type[Record], ...] = ()) -> dict[type[Record], list[Record]]:
     """Append the rows not already in their tables, one part per table in `order` (the one that
-    marks an item done last), under the writer lock. Returns the rows written, per class."""
+    marks an item done last), under the writer lock. Returns the rows written, per class.
+    `always`: classes whose rows are written even when the same row is there (the last wins)."""
     written: dict[type[Record], list[Record]] = {}
     if not any(rows.values()):
         return written
     with ws.writer_lock(f"{what} {run_id}", wait=wait):
         for cls in order:
             batch = rows.get(cls, [])
-            fresh = tables.new_rows(ws, cls, batch)
+            fresh = list(batch) if cls in always else tables.new_rows(ws, cls, batch)
             tables.append(ws, cls, fresh, run_id, config)
             written[cls] = fresh
             if report is not None:

@@ -24,3 +24,13 @@ def store_bytes(blobs: BlobStore, data: bytes, cfg: DecodeConfig, sha: str | Non
         format=insp.format, width=insp.width, height=insp.height, mode=insp.mode, frames=insp.frames,
         transparent=insp.transparent, ingested_at=utcnow(),
     )
+
+
+def store_item(item: tuple[bytes, str], context: tuple[str, DecodeConfig]) -> StoredImage:
+    """The image store's `run(item, context)` (manifests/stage.py): one image's bytes and
+    sha256 -> its blob and row, in whichever process runs it (context: workspace home, decode settings)."""
+    from pathlib import Path
+
+    data, sha = item
+    home, cfg = context
+    return store_bytes(BlobStore(Path(home)), data, cfg, sha)

@@ -2,7 +2,11 @@
 `manifests` package (content-addressed `images/ab/<sha256>.<ext>`, not Scrapy's URL hashes).
 
 Rows are written as whole Parquet parts during the crawl, so a crawl killed at any point
-keeps what it stored and the resumed crawl skips it.
+keeps what it stored and the resumed crawl skips it. Each part is a commit of the stage
+contract (manifests/stage.py): the writer lock is held only while a part is written, so
+`headshot process` or an ingest can run on the same workspace while a crawl goes on. Images
+are decoded and stored in worker processes (which die with the crawl), so the reactor keeps
+its core for downloading.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from manifests import tables
 from manifests.atomic import DiskFull
 from manifests.blobs import BlobStore, sha256_hex
 from manifests.records import ScrapedImage, StoredImage
+from manifests.stage import COMMIT_WAIT, call_in_worker, worker_pool, write_rows
 from manifests.workspace import Workspace, utcnow
 from media.decode import DecodeConfig
-from media.store import store_bytes
+from media.store import store_item
 
 from ..items import Fetched
 
@@ -51,7 +56,7 @@ def _when(value: str) -> datetime | None:
 
 class StorePipeline:
     def __init__(self, home: str, run_id: str, part_rows: int = 200, part_seconds: float = 5.0,
-                 decode: DecodeConfig | None = None) -> None:
+                 decode: DecodeConfig | None = None, workers: int = 0) -> None:
         self.ws = Workspace.open(home)
         self.blobs = BlobStore(self.ws.home)
         self.run_id = run_id
@@ -60,6 +65,9 @@ class StorePipeline:
         self.stored: list[StoredImage] = []
         self.last = time.monotonic()
         self.decode = decode or DecodeConfig()
+        # The reactor keeps one core for itself: the others decode.
+        self.workers = workers or max(1, (os.cpu_count() or 2) - 1)
+        self.pool = None
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -67,24 +75,36 @@ class StorePipeline:
         if not home:
             raise ValueError("HEADSHOT_HOME is not set: run `headshot crawl`, or pass -s HEADSHOT_HOME=PATH")
         o = cls(home, crawler.settings.get("HEADSHOT_RUN_ID") or f"crawl-{int(time.time())}",
-                decode=decode_config(crawler.settings))
+                decode=decode_config(crawler.settings), workers=crawler.settings.getint("HEADSHOT_STORE_WORKERS", 0))
         o.crawler = crawler
         return o
 
     def open_spider(self) -> None:
-        self._lock = self.ws.writer_lock(f"crawl {self.run_id}")
-        self._lock.__enter__()
         self.known = set(tables.read_table(self.ws, StoredImage, ["image_sha256"]).column("image_sha256").to_pylist())
+        self.pool = worker_pool(store_item, (str(self.ws.home), self.decode), self.workers,
+                                start="forkserver", preload=("media.store",))
 
     def close_spider(self) -> None:
         try:
             self.flush()
-            tables.compact(self.ws, StoredImage, self.run_id)
-            tables.compact(self.ws, ScrapedImage, self.run_id)
+            with self.ws.writer_lock(f"crawl {self.run_id}", wait=COMMIT_WAIT):
+                tables.compact(self.ws, StoredImage, self.run_id)
+                tables.compact(self.ws, ScrapedImage, self.run_id)
         except DiskFull as exc:
             self._stop_for(exc)
         finally:
-            self._lock.__exit__(None, None, None)
+            self._close_pool()
+
+    def _close_pool(self) -> None:
+        """End the decoding workers and free what their queues hold, so that nothing (the
+        resource tracker's warnings) is printed after the crawl's last line."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            del pool
+            import gc
+
+            gc.collect()
 
     def _stop_for(self, exc: DiskFull) -> None:
         """Every later write would fail the same way, Scrapy's own closing writes (its JOBDIR
@@ -93,6 +113,7 @@ class StorePipeline:
         exit code 4 as "the disk is full", and this line is the last one the user sees."""
         with contextlib.suppress(DiskFull, OSError):
             self.flush()
+        self._close_pool()
         sys.stdout.flush()
         sys.stderr.flush()
         print(f"headshot: error: {exc}", file=sys.stderr, flush=True)
@@ -104,10 +125,10 @@ class StorePipeline:
             sha = sha256_hex(fetched.body)
             if sha not in self.known:
                 self.known.add(sha)  # before the await: the same bytes arriving meanwhile are not decoded twice
-                # Decoding runs in a thread (Pillow releases the GIL), so the crawl's reactor
-                # keeps downloading on one core while images are validated on the other.
+                # Decoding runs in a worker process, so the crawl's reactor keeps downloading on
+                # one core while images are validated on the others (a thread would share its GIL).
                 try:
-                    stored = await asyncio.to_thread(store_bytes, self.blobs, fetched.body, self.decode, sha)
+                    stored = await asyncio.wrap_future(self.pool.submit(call_in_worker, (fetched.body, sha)))
                 except DiskFull as exc:
                     self._stop_for(exc)
                 self.stored.append(stored)
@@ -131,7 +152,9 @@ class StorePipeline:
         return fetched
 
     def flush(self) -> None:
+        """Commit a part: stored rows first (another run may have stored the same content
+        meanwhile: not written twice), then every input row (a crawl's rows carry fresh metadata)."""
         config = {"decode": self.decode.as_dict()}
-        tables.append(self.ws, StoredImage, self.stored, self.run_id, config)
-        tables.append(self.ws, ScrapedImage, self.scraped, self.run_id, config)
+        write_rows(self.ws, {StoredImage: self.stored, ScrapedImage: self.scraped}, (StoredImage, ScrapedImage),
+                   self.run_id, config, what="crawl", always=(ScrapedImage,))
         self.stored, self.scraped, self.last = [], [], time.monotonic()
