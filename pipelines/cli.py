@@ -270,17 +270,11 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
     Example: headshot status --json | jq .stages.stored
     """
-    from manifests.status import workspace_status
     from pipelines.report import format_status
-
-    from curation.review.status import review_status
-
-    from training.runs_index import list_runs
+    from pipelines.status import status as workspace_status
 
     ws = _workspace(create=False)
     st = workspace_status(ws)
-    st["review"] = review_status(ws)
-    st["runs"] = [{k: v for k, v in r.items() if k != "mtime"} for r in list_runs(ws.runs)]
     typer.echo(json.dumps(st, indent=2, sort_keys=True) if as_json else format_status(st))
 
 

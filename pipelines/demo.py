@@ -19,10 +19,9 @@ from curation.ingest import ingest
 from curation.models import ModelChecksumError, ModelMissing, cascade_path
 from curation.process import ProcessConfig, process
 from curation.process_dedup import summary
-from curation.review.status import review_status
-from manifests.status import workspace_status
 from manifests.workspace import Workspace
 from pipelines.config import HeadshotConfig
+from pipelines.status import status
 from pipelines.report import format_status, format_summary
 from replicas.drawn import write_bad_inputs, write_faces
 from replicas.sites.getchu import GetchuReplica
@@ -81,8 +80,7 @@ def run_demo(home: str, count: int = 48, echo: Callable[[str], None] = print,
     echo(f"dataset {DEMO_DATASET} v{version.version}: {version.rows} crops accepted by rule "
          f"(passed every filter without doubt); {c['undecided']} doubtful ones wait for a person"
          + ("" if built.written else " (no new version: nothing changed since the last one)"))
-    st = workspace_status(ws)
-    st["review"] = review_status(ws)
+    st = status(ws)
     echo(format_status(st))
     echo(f"\nnext: label the doubtful crops by keyboard:  headshot --home {home} review"
          f"   (then open http://127.0.0.1:8765/)")

@@ -23,3 +23,14 @@ def test_demo_crawls_ingests_and_reruns_without_duplicates(tmp_path):
     assert again["stages"] == st["stages"]
     assert again["datasets"]["demo-faces"]["latest_version"] == 1  # nothing changed: no new version
     assert any("no new version" in line for line in lines)
+    # The demo's status is `headshot status --json`'s, runs included: one function makes both.
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    out = CliRunner().invoke(app, ["--home", str(tmp_path / "demo"), "status", "--json"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output) == json.loads(json.dumps(again, default=str, sort_keys=True))
+    assert "runs" in again
