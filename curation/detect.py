@@ -343,6 +343,12 @@ def detector_version(cfg: DetectorConfig = DetectorConfig(), cascade_dir: Path |
     return ";".join(parts)
 
 
+def detection_key(cfg: DetectorConfig, cascade_dir: Path | None = None) -> str:
+    """What a detection result depends on: the settings and the exact code and model bytes."""
+    text = cfg.params_json() + "|" + detector_version(cfg, cascade_dir)
+    return "faces:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def disagreement(faces: list[Face], cfg: DetectorConfig | None = None) -> list[str]:
     """Reasons to send an image to human review; empty when the detectors agree."""
     reasons = []

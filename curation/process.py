@@ -9,7 +9,6 @@ whole Parquet parts while it goes, so a killed run resumes where it was.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -27,7 +26,7 @@ from media.decode import bounded, decode_upright, prepare_from, with_alpha
 
 from . import selection
 from .crop import CropConfig, crop_id, make_crop, square_box
-from .detect import DetectorConfig, Face, detect_faces, detector_version, disagreement, prepare
+from .detect import DetectorConfig, Face, detect_faces, detection_key, detector_version, disagreement, prepare
 from .filters import VERSIONS, FilterConfig, Verdict, run_face_filters, run_image_filters
 from .selection import CropSettings
 from .hashes import HashConfig, hash_records, sha256_of_image_pixels
@@ -56,12 +55,6 @@ class ProcessConfig:
         d["hashing"] = self.hashing.as_dict()
         d["image_hashing"] = self.image_hashing.as_dict()
         return d
-
-
-def detection_key(cfg: DetectorConfig, cascade_dir: Path | None = None) -> str:
-    """What a detection result depends on: the settings and the exact code and model bytes."""
-    text = cfg.params_json() + "|" + detector_version(cfg, cascade_dir)
-    return "faces:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -21,6 +21,7 @@ from manifests.workspace import Workspace
 from . import selection
 from .selection import CropSettings
 from .dedup import Candidate, borderline, dup_groups, is_lossless, open_index
+from .detect import detection_key
 from .hashes import HASH_LIBRARY_VERSION, from_hex
 
 DUPLICATE = "duplicate"
@@ -160,8 +161,6 @@ def summary(ws: Workspace, cfg) -> dict[str, Any]:
     ledger: dict[str, list[dict]] = {}
     for r in tables.read_table(ws, FilterResult).to_pylist():
         ledger.setdefault(r["subject_id"], []).append(r)
-    from .process import detection_key
-
     det_key = detection_key(cfg.detector)
     images = [r for r in tables.read_table(ws, StoredImage, ["image_sha256", "status"]).to_pylist() if r["status"] == "ok"]
     no_face = sum(1 for r in images for f in ledger.get(r["image_sha256"], [])
