@@ -1,6 +1,6 @@
 """DeviantArt's OAuth2 API: the client-credentials token, /browse/tags pages and the API's
-error bodies. Split from deviantart.py (the RSS search and shared checks), which re-exports
-every public name here."""
+error bodies. Split from deviantart.py (the RSS search), which re-exports every public name
+here; the checks both share are in deviantart_common.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from spiders.parsing import ImageItem, NotFound, PageError, Parsed, Truncated, Unavailable
 
-from .deviantart import (  # noqa: F401  (the site's shared checks)
+from .deviantart_common import (
     API_MAX_LIMIT,
     RATE_LIMIT_WAIT,
     SOURCE,
