@@ -10,31 +10,30 @@ from __future__ import annotations
 
 import codecs
 import re
-from urllib.parse import parse_qs, quote_plus, urljoin, urlsplit
+from urllib.parse import quote_plus, urljoin, urlsplit
 
 from parsel import Selector
 
-from spiders.parsing import AgeGate, Blocked, Parsed, Truncated
+from spiders.parsing import Parsed, Truncated
 
-SOURCE = "getchu"
-AGE_COOKIE = {"getchu_adalt_flag": "getchu.com"}
+from .getchu_common import (  # noqa: F401  (the shared names are part of this module's API)
+    AGE_COOKIE,
+    SOURCE,
+    _base,
+    _has_class,
+    _origin,
+    _product_id_of,
+    _require_closing,
+    _text,
+    check_page,
+    item_url,
+)
+from .getchu_item import parse_item  # noqa: F401
+
 GETCHU_HOSTS = {"www.getchu.com", "getchu.com"}
 
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff\uff01-\uff5e]")
-_CLOSING = re.compile(r"</html\s*>", re.I)
-_BLOCK_TITLE = re.compile(
-    r"403 Forbidden|Access Denied|Request blocked|could not be satisfied|Attention Required"
-    r"|Just a moment|アクセスが(?:制限|拒否)", re.I)
 _EMPTY_MARKERS = ("該当する作品はありませんでした", "該当する商品はありません")
-_ADULT_MARKER = "18歳未満の方は購入できません"
-_RELATED_SUFFIX = "（このタイトルの関連商品）"
-_ITEM_PATH = re.compile(r"(?:^|/)item/(\d+)/?$")
-_PORTRAIT = re.compile(r"chara(\d+)\.(?:jpe?g|png|gif)$", re.I)
-_FULLBODY = re.compile(r"charab(\d+)\.(?:jpe?g|png|gif)$", re.I)
-_CV = re.compile(r"([（(])?\s*(?:CV|ＣＶ)\s*[：:]\s*(.*?)\s*$", re.I)
-_READING = re.compile(r"^(.*?)\s*[（(]([^（）()]*)[）)]\s*$")
-_DATE = re.compile(r"(\d{4})\s*[/年.-]\s*(\d{1,2})\s*[/月.-]\s*(\d{1,2})")
-_SPACES = re.compile(r"[ \t\r\n]+")
 
 
 # ---------------------------------------------------------------- decoding and URLs
@@ -73,19 +72,6 @@ def decode_page(body: bytes, declared: str | None = None) -> str:
     return body.decode("euc_jis_2004", errors="replace")
 
 
-def _base(base: str) -> str:
-    return base.rstrip("/")
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def item_url(base: str, product_id: int | str) -> str:
-    return f"{_base(base)}/item/{product_id}/?gc=gc"
-
-
 def month_url(base: str, year: int, month: int) -> str:
     return f"{_base(base)}/all/month_title.html?genre=pc_soft&gage=all&year={year:04d}&month={month}"
 
@@ -104,15 +90,6 @@ def keyword_search_url(base: str, keyword: str) -> str:
     return f"{_base(base)}/php/search.phtml?search_keyword={quote_plus(raw)}&genre=pc_soft&gc=gc"
 
 
-def _product_id_of(href: str) -> str | None:
-    parts = urlsplit(href.strip())
-    if parts.path.endswith("soft.phtml"):
-        ids = parse_qs(parts.query).get("id", [""])
-        return ids[0].strip() if ids[0].strip().isdigit() else None
-    match = _ITEM_PATH.search(parts.path)
-    return match.group(1) if match else None
-
-
 def normalise_item_link(href: str, base: str) -> str | None:
     """Any link to a product (`soft.phtml?id=N` in its relative, absolute and trailing-space
     forms, or `/item/N/`) as the canonical item URL on `base`; None for anything else."""
@@ -122,65 +99,6 @@ def normalise_item_link(href: str, base: str) -> str | None:
         return None
     product_id = _product_id_of(href)
     return item_url(base, product_id) if product_id else None
-
-
-# ---------------------------------------------------------------- page checks
-
-def check_page(text: str, url: str) -> None:
-    """Raise for pages that are not what was asked for: the age gate and block pages.
-    Only titles and headings are read, and never on a page with a product table, so a
-    product named after these words is harmless."""
-    if "attestation.html" in urlsplit(url).path:
-        raise AgeGate(f"getchu age gate at {url}: send the {AGE_COOKIE} cookie and gc=gc")
-    sel = Selector(text=text)
-    if sel.css("#soft_table"):
-        return
-    title = " ".join(sel.css("title::text").getall()).strip()
-    if "年齢認証" in title + " ".join(sel.css("h1 ::text").getall()):
-        raise AgeGate(f"getchu age gate at {url}: send the {AGE_COOKIE} cookie and gc=gc")
-    if _BLOCK_TITLE.search(title):
-        raise Blocked(f"getchu block page at {url}: {title!r}")
-
-
-def _require_closing(text: str, url: str) -> None:
-    # Every complete page ends with </html>; a page cut in half must not parse as "fewer items".
-    if not _CLOSING.search(text[-4096:]):
-        raise Truncated(f"no closing </html> in {url}: page cut short")
-
-
-# ---------------------------------------------------------------- small text helpers
-
-def _clean(text: str) -> str:
-    return _SPACES.sub(" ", text).strip(" \u3000\xa0")
-
-
-def _text(sel: Selector | None) -> str:
-    return _clean("".join(sel.xpath(".//text()").getall())) if sel is not None else ""
-
-
-def _has_class(name: str) -> str:
-    return f"contains(concat(' ', normalize-space(@class), ' '), ' {name} ')"
-
-
-def _lines(sel: Selector) -> list[str]:
-    """Text of an element split at its <br>s, blank lines dropped."""
-    lines, current = [], []
-    for node in sel.xpath(".//text() | .//br"):
-        if isinstance(node.root, str):
-            current.append(node.root)
-        else:
-            lines.append("".join(current))
-            current = []
-    lines.append("".join(current))
-    return [c for c in (_clean(line) for line in lines) if c]
-
-
-def _iso_date(text: str) -> str:
-    match = _DATE.search(text)
-    if not match:
-        return ""
-    year, month, day = (int(g) for g in match.groups())
-    return f"{year:04d}-{month:02d}-{day:02d}"
 
 
 def _unique_items(hrefs: list[str], base: str) -> list[str]:
@@ -240,6 +158,3 @@ def parse_brand_list(text: str, url: str) -> Parsed:
     return Parsed(follow=[brand_search_url(base, b) for b in brands],
                   info={"brands": [{"id": int(b), "name": n} for b, n in brands.items()]})
 
-
-# Item pages live in their own module; importing it last avoids a circular import.
-from .getchu_item import parse_item  # noqa: E402,F401

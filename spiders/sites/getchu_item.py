@@ -1,5 +1,6 @@
 """getchu item pages: one row per character (portrait chara<N>, full body charab<N>), in the
-current layout and the legacy one. Split from getchu.py, which re-exports `parse_item`."""
+current layout and the legacy one. Split from getchu.py, which re-exports `parse_item`; what the
+two share is in getchu_common.py."""
 
 from __future__ import annotations
 
@@ -10,14 +11,8 @@ from parsel import Selector
 
 from spiders.parsing import ImageItem, NotFound, Parsed, Truncated
 
-from .getchu import (  # noqa: F401  (shared helpers of the site module)
+from .getchu_common import (
     SOURCE,
-    _ADULT_MARKER,
-    _CV,
-    _FULLBODY,
-    _PORTRAIT,
-    _READING,
-    _RELATED_SUFFIX,
     _clean,
     _has_class,
     _iso_date,
@@ -29,6 +24,13 @@ from .getchu import (  # noqa: F401  (shared helpers of the site module)
     check_page,
     item_url,
 )
+
+_ADULT_MARKER = "18歳未満の方は購入できません"
+_RELATED_SUFFIX = "（このタイトルの関連商品）"
+_PORTRAIT = re.compile(r"chara(\d+)\.(?:jpe?g|png|gif)$", re.I)
+_FULLBODY = re.compile(r"charab(\d+)\.(?:jpe?g|png|gif)$", re.I)
+_CV = re.compile(r"([（(])?\s*(?:CV|ＣＶ)\s*[：:]\s*(.*?)\s*$", re.I)
+_READING = re.compile(r"^(.*?)\s*[（(]([^（）()]*)[）)]\s*$")
 
 
 def _image_url(src: str | None, page_url: str) -> str | None:
