@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from curation.hashes import HASH_LIBRARY_VERSION, HashConfig, hamming
 from curation.nearindex import MultiIndexHash
+from curation.nearindex_store import load_index
 from manifests.records import DupGroup
 
 DEFAULT_POLICY = "largest,lossless,original,earliest"
@@ -195,7 +196,7 @@ def open_index(folder: str | Path, cfg: HashConfig = HashConfig()) -> MultiIndex
     version: its values must be recomputed, never compared."""
     expect = {"algorithm": cfg.algorithm, "bits": cfg.bits, "library_version": HASH_LIBRARY_VERSION}
     if (Path(folder) / "index.json").exists():
-        return MultiIndexHash.load(folder, expect_meta=expect)
+        return load_index(folder, expect_meta=expect)
     return MultiIndexHash(cfg.bits, cfg.search_radius, meta=cfg.as_dict())
 
 

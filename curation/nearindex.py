@@ -11,10 +11,10 @@ neighbouring values and find only true candidates, so m comes from a cost model 
 bench/neardup.py's sweep); chunks= forces it.
 
 Each `add` becomes an immutable segment and small recent segments merge, so a query visits
-O(log N) of them; `save` writes only new segments, then swaps index.json atomically: the
-workspace index grows run by run without being rebuilt. One id may carry several hashes (a
-transparent crop on white and on black): results are per id at the smallest distance, and
-an id is never paired with itself.
+O(log N) of them; nearindex_store.save_index writes only new segments, then swaps index.json
+atomically: the workspace index grows run by run without being rebuilt. One id may carry
+several hashes (a transparent crop on white and on black): results are per id at the smallest
+distance, and an id is never paired with itself.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
 from math import comb
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -338,19 +337,6 @@ class MultiIndexHash:
                 if dist < best.get(key, r + 1):
                     best[key] = dist
         return sorted((x, y, d) for (x, y), d in best.items())
-
-    def save(self, folder: str | Path) -> None:
-        """Persist in `folder` (see curation.nearindex_store): new segments only, atomically."""
-        from .nearindex_store import save_index
-
-        save_index(self, folder)
-
-    @classmethod
-    def load(cls, folder: str | Path, expect_meta: dict | None = None) -> "MultiIndexHash":
-        """Read an index saved by `save`; refuses one whose meta differs from `expect_meta`."""
-        from .nearindex_store import load_index
-
-        return load_index(folder, expect_meta)
 
 
 def _scan(hashes: np.ndarray, q: np.ndarray, r: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -22,6 +22,7 @@ from . import selection
 from .selection import CropSettings
 from .dedup import Candidate, borderline, dup_groups, is_lossless, open_index
 from .detect import detection_key
+from .nearindex_store import save_index
 from .hashes import HASH_LIBRARY_VERSION, from_hex
 
 DUPLICATE = "duplicate"
@@ -47,7 +48,7 @@ def _indexed_pairs(ws: Workspace, folder: Path, h, ids: set[str], hashes: dict[s
     new = sorted(i for i in ids - set(index.ids) if hashes.get(i))
     index.add(new, [hashes[i][0] for i in new])
     if new:
-        index.save(folder)
+        save_index(index, folder)
     return [p for p in index.pairs_within(h.search_radius) if p[0] in ids and p[1] in ids], bool(new)
 
 

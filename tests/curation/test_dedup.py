@@ -26,6 +26,7 @@ from curation.dedup import (  # noqa: E402
 )
 from curation.hashes import HashConfig, image_hashes  # noqa: E402
 from curation.nearindex import MultiIndexHash  # noqa: E402
+from curation.nearindex_store import save_index  # noqa: E402
 from tests.conftest import shared_path  # noqa: E402
 
 SHARED_DATA = shared_path("data")
@@ -116,7 +117,7 @@ def test_open_index_and_group_near_duplicates(tmp_path) -> None:
     folder = tmp_path / "manifests" / "nearindex" / "phash64"
     index = open_index(folder, cfg)
     index.add(["a", "b", "c", "d"], [0, 0b111, 0xFF, 0xFFFF_FFFF])  # a-b 3, a-c 8, b-c 5
-    index.save(folder)
+    save_index(index, folder)
     index = open_index(folder, cfg)
     rows, review = group_near_duplicates(index, [cand("a"), cand("b", 200, 200), cand("c"), cand("d")], cfg)
     assert {r.crop_id: (r.group_id, r.keeper) for r in rows} == {

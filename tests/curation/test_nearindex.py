@@ -10,6 +10,7 @@ import pytest
 
 from curation import nearindex
 from curation.nearindex import MultiIndexHash, choose_chunks
+from curation.nearindex_store import load_index, save_index
 
 
 def random_hashes(bits: int, n: int, seed: int) -> list[int]:
@@ -92,16 +93,16 @@ def test_incremental_add_after_save_and_load_equals_a_fresh_build(tmp_path) -> N
     folder = tmp_path / "manifests" / "nearindex" / "phash64"
     grown = MultiIndexHash(bits, radius=10, meta={"algorithm": "phash"})
     grown.add(ids[:3000], hashes[:3000])
-    grown.save(folder)
+    save_index(grown, folder)
     first_segment = json.loads((folder / "index.json").read_text())["segments"][0]["name"]
     mtime = (folder / first_segment / "chunks.npz").stat().st_mtime_ns
 
     for start in (3000, 3400, 3500, 3900):  # three runs, each adding new items after a reload
-        grown = MultiIndexHash.load(folder, expect_meta={"algorithm": "phash"})
+        grown = load_index(folder, expect_meta={"algorithm": "phash"})
         stop = {3000: 3400, 3400: 3500, 3500: 3900, 3900: 4000}[start]
         grown.add(ids[start:stop], hashes[start:stop])
-        grown.save(folder)
-    loaded = MultiIndexHash.load(folder)
+        save_index(grown, folder)
+    loaded = load_index(folder)
     assert len(loaded) == n and loaded.ids == ids
     # the big segment was neither rebuilt nor rewritten; only small new ones merged
     assert loaded.segment_sizes[0] == 3000
@@ -117,8 +118,8 @@ def test_256_bit_index_round_trips(tmp_path) -> None:
     hashes, ids = random_hashes(256, 600, seed=11), ids_for(600)
     index = MultiIndexHash(256, radius=20)
     index.add(ids[:500], hashes[:500])
-    index.save(tmp_path)
-    loaded = MultiIndexHash.load(tmp_path)
+    save_index(index, tmp_path)
+    loaded = load_index(tmp_path)
     loaded.add(ids[500:], hashes[500:])
     assert loaded.pairs_within() == brute_pairs(ids, hashes, 20, 256)
     assert loaded.query(hashes[0]) == brute_query(ids, hashes, hashes[0], 20)
@@ -127,10 +128,10 @@ def test_256_bit_index_round_trips(tmp_path) -> None:
 def test_load_refuses_another_hash_library_version(tmp_path) -> None:
     index = MultiIndexHash(64, 8, meta={"library_version": "4.3.2"})
     index.add(["a"], [1])
-    index.save(tmp_path)
+    save_index(index, tmp_path)
     with pytest.raises(ValueError, match="library_version"):
-        MultiIndexHash.load(tmp_path, expect_meta={"library_version": "5.0"})
-    assert MultiIndexHash.load(tmp_path, expect_meta={"library_version": "4.3.2"}).query(1) == [("a", 0)]
+        load_index(tmp_path, expect_meta={"library_version": "5.0"})
+    assert load_index(tmp_path, expect_meta={"library_version": "4.3.2"}).query(1) == [("a", 0)]
 
 
 def test_hash_variants_of_one_id_count_once() -> None:
