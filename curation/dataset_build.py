@@ -184,6 +184,9 @@ def _read_states(ws: Workspace) -> dict:
         return dict(store.current())
 
 
+BUSY_WAIT = 5.0  # seconds
+
+
 def build_dataset(ws: Workspace, name: str, cfg: BuildConfig | None = None) -> BuildResult:
     """Write the next version of dataset `name`, or none when it would equal the latest one.
 
@@ -193,7 +196,8 @@ def build_dataset(ws: Workspace, name: str, cfg: BuildConfig | None = None) -> B
     cfg = cfg or BuildConfig()
     check_name(name)
     run_id = new_run_id("dataset")
-    with ws.writer_lock(f"dataset build {name} {run_id}"):
+    # Other stages hold the lock only to commit a part, for a moment: wait that out, not a whole run.
+    with ws.writer_lock(f"dataset build {name} {run_id}", wait=BUSY_WAIT):
         try:
             items = load_items(ws)
         except NothingToReview as exc:

@@ -190,7 +190,7 @@ def _work(job: Job, ctx: ProcessContext) -> Outcome:
         crop = make_crop(image, box, cfg.crop)
         cid = crop_id(job.image_sha256, face.box, params, cfg.crop.margin, cfg.crop.size, pad=cfg.crop.pad)
         buf = io.BytesIO()
-        crop.save(buf, "PNG", optimize=False)
+        crop.save(buf, "PNG", optimize=False, compress_level=1)  # a fast deflate: the pixels are what count
         rel = crop_relpath(cid)
         if not (home / rel).exists():
             # Read-only: a crop is shared by every dataset version that holds it, so a tool
