@@ -1,6 +1,6 @@
 """`headshot dataset ...`: build, list, compare and export dataset versions.
 
-The commands register on `pipelines.cli.dataset_app`; `pipelines/cli.py` imports this module
+The commands register on `pipelines.cli_app.dataset_app`; `pipelines/cli.py` imports this module
 at its end. Heavy imports stay inside the commands so that `headshot --help` stays instant.
 """
 
@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from pipelines.cli import _config, _fail, _workspace, dataset_app
+from pipelines.cli_app import _config, _fail, _workspace, dataset_app
 
 DIFF_LINES = 20  # a build prints at most this many changed crops; `dataset diff` prints all
 

@@ -1,7 +1,7 @@
 """`headshot encode`: pictures into a run's latent space (GAN inversion), each beside its
 reconstruction and the nearest training picture, with the figures that say which is closer.
 
-Registered on `pipelines.cli.app` when pipelines/cli.py imports this module at its end; torch
+Registered on `pipelines.cli_app.app` when pipelines/cli.py imports this module at its end; torch
 is imported inside the command so that `headshot --help` stays instant.
 """
 
@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from pipelines.cli import _fail, _workspace, app
+from pipelines.cli_app import _fail, _workspace, app
 
 
 @app.command()

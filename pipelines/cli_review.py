@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from pipelines.cli import _fail, _workspace, app
+from pipelines.cli_app import _fail, _workspace, app
 
 
 @app.command()

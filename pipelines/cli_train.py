@@ -1,6 +1,6 @@
 """`headshot train`, `generate` and `evaluate`: the DCGAN stage on a dataset version.
 
-Registered on `pipelines.cli.app` when pipelines/cli.py imports this module at its end; torch
+Registered on `pipelines.cli_app.app` when pipelines/cli.py imports this module at its end; torch
 is imported inside the commands so that `headshot --help` stays instant.
 """
 
@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from pipelines.cli import _config, _fail, _workspace, app
+from pipelines.cli_app import _config, _fail, _workspace, app
 
 
 def _settings(sets: list[str]) -> dict[str, str]:
