@@ -82,6 +82,16 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _create(tmp: Path):
+    """Open a new temp file for writing, making its folder only when it is missing (an ingest
+    writes thousands of blobs into 256 folders: one mkdir each, not one per blob)."""
+    try:
+        return open(tmp, "wb")
+    except FileNotFoundError:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        return open(tmp, "wb")
+
+
 def write_bytes_atomic(path: Path, data: bytes, *, exclusive: bool = False, durable: bool = True,
                        mode: int | None = None) -> bool:
     """Write `data` to `path` atomically. With exclusive=True an existing file is never replaced
@@ -92,8 +102,7 @@ def write_bytes_atomic(path: Path, data: bytes, *, exclusive: bool = False, dura
     tmp = _temp_beside(path)
     with space_for(path.parent, len(data)):
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            with _create(tmp) as f:
                 if mode is not None:
                     os.fchmod(f.fileno(), mode)
                 f.write(data)

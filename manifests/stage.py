@@ -86,7 +86,7 @@ def write_rows(ws: Workspace, rows: dict[type[Record], list[Record]], order: tup
     written: dict[type[Record], list[Record]] = {}
     if not any(rows.values()):
         return written
-    with ws.writer_lock(f"{what} {run_id}", wait=wait):
+    with ws.writer_lock(f"{what} {run_id}", wait=wait, clean=False):  # the run's last lock cleans
         for cls in order:
             batch = rows.get(cls, [])
             fresh = list(batch) if cls in always else tables.new_rows(ws, cls, batch)

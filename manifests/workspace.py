@@ -121,11 +121,13 @@ class Workspace:
         return p
 
     @contextlib.contextmanager
-    def writer_lock(self, what: str = "write", wait: float = 0.0) -> Iterator[None]:
+    def writer_lock(self, what: str = "write", wait: float = 0.0, clean: bool = True) -> Iterator[None]:
         """One writer at a time; a killed writer's lock goes with its process.
 
         `wait` seconds: how long to wait for another writer to finish (0: fail at once with
-        WorkspaceBusy). Stages take it only to commit rows, so a wait is short."""
+        WorkspaceBusy). Stages take it only to commit rows, so a wait is short. `clean`: remove
+        the temp files of writers that died, on the way in and out (a stage does it once a run,
+        not at every part it commits: it walks every blob and crop folder)."""
         self.manifests.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.manifests / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -146,13 +148,15 @@ class Workspace:
             _HELD_LOCKS.add(fd)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} running {what}".encode(), 0)
-            self._clean_stale_temps()
+            if clean:
+                self._clean_stale_temps()
             try:
                 yield
             finally:
                 # A temp file whose writer has ended is one a failed write (a full disk, a
                 # killed worker) could not remove. Gone before the lock is.
-                self._clean_stale_temps()
+                if clean:
+                    self._clean_stale_temps()
         finally:
             _HELD_LOCKS.discard(fd)
             os.close(fd)
