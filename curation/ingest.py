@@ -41,7 +41,7 @@ class IngestConfig:
     workers: int = 0  # decoding processes; 0 = one per core
     download_threads: int = 4  # hosts fetched in parallel (each host stays one-at-a-time)
     chunk_files: int = 32  # files per task handed to a decoding process
-    part_rows: int = 2000  # rows per manifest part written during the run
+    part_rows: int = 500  # rows per manifest part written during the run
     part_seconds: float = 10.0  # ... or this often, whichever comes first
 
     def as_dict(self) -> dict:
