@@ -6,6 +6,7 @@
     [process]               # ProcessConfig, with [process.detector], [process.crop], [process.filters], ...
     [dataset]               # name, require_empty_queue and BuildConfig's keys
     [train]                 # preset, steps, batch_size, size, device, and any other TrainConfig key
+    [flow]                  # task_runner (threads | dask), dask_address, dask_workers
     [schedule]              # named cron lines, e.g. build = "0 3 * * *"
 
 The stage parts are the stages' own config classes, and the TOML keys are read off their
@@ -120,6 +121,15 @@ class TrainSection:
 
 
 @dataclass(frozen=True)
+class FlowSection:
+    """How the flows (`headshot flow build|train|serve`) run a stage's items."""
+
+    task_runner: str = "threads"  # threads: in the flow's process; dask: on a Dask cluster
+    dask_address: str = ""  # a running scheduler (tcp://host:8786); "" = a local cluster of our own
+    dask_workers: int = 2  # the local cluster's worker processes, one thread each
+
+
+@dataclass(frozen=True)
 class HeadshotConfig:
     home: str = DEFAULT_HOME
     sources: tuple[Source, ...] = ()
@@ -127,6 +137,7 @@ class HeadshotConfig:
     process: ProcessConfig = field(default_factory=ProcessConfig)
     dataset: DatasetSection = field(default_factory=DatasetSection)
     train: TrainSection = field(default_factory=TrainSection)
+    flow: FlowSection = field(default_factory=FlowSection)
     schedule: dict[str, str] = field(default_factory=dict)  # name -> cron line
 
     @classmethod
@@ -213,5 +224,5 @@ def _looks_like_path(s: str) -> bool:
     return bool(s.strip()) and "\n" not in s and "=" not in s and not s.lstrip().startswith(("[", "#"))
 
 
-__all__ = ["CRON_FIELDS", "ConfigError", "DEFAULT_FILE", "DatasetSection", "HeadshotConfig", "IngestSection",
-           "RULES", "Rule", "SITES", "Scalar", "Source", "Text", "TrainSection", "cron_problem", "rule_for", "schema"]
+__all__ = ["CRON_FIELDS", "ConfigError", "DEFAULT_FILE", "DatasetSection", "FlowSection", "HeadshotConfig",
+           "IngestSection", "RULES", "Rule", "SITES", "Scalar", "Source", "Text", "TrainSection", "cron_problem", "rule_for", "schema"]

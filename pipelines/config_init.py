@@ -92,6 +92,10 @@ DOCS: dict[str, str] = {
     "train.batch_size": "Pictures per step",
     "train.size": "Picture side the model draws, px",
     "train.device": "Where to train; auto picks CUDA, MPS or the CPU",
+    "flow": "`headshot flow build|train|serve`: where a flow runs a stage's items",
+    "flow.task_runner": "threads runs them in the flow's own process, dask on a Dask cluster",
+    "flow.dask_address": "With dask: the scheduler of a running cluster to send the items to",
+    "flow.dask_workers": "With dask and no address: the local cluster's worker processes, one thread each",
     "schedule": "Named cron lines for the flows' schedules (headshot flow serve)",
 }
 

@@ -74,6 +74,17 @@ def _policy(v: str) -> str | None:
     return None
 
 
+TASK_RUNNERS = ("threads", "dask")
+_DASK_ADDRESS = re.compile(r"((tcp|tls|ws|wss)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+
+
+def _dask_address(v: str) -> str | None:
+    m = _DASK_ADDRESS.fullmatch(v)
+    if v == "" or m and 0 < int(m.group(4)) < 65536:
+        return None
+    return 'not a Dask scheduler address: write tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786), or "" for a local cluster'
+
+
 CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
                ("day of week", 0, 7))
 _CRON_NAMES = {3: "jan feb mar apr may jun jul aug sep oct nov dec".split(), 4: "sun mon tue wed thu fri sat".split()}
@@ -150,6 +161,9 @@ RULES: dict[str, Rule] = {
     "train.batch_size": Rule(lo=1),
     "train.size": Rule(choices=TRAIN_SIZES),
     "train.device": Rule(choices=DEVICES),
+    "flow.task_runner": Rule(choices=TASK_RUNNERS),
+    "flow.dask_address": Rule(check=_dask_address, says='tcp://HOST:PORT, or "" for a local cluster'),
+    "flow.dask_workers": Rule(lo=1),
     "schedule.*": Rule(check=cron_problem, says="a cron line, minute hour day-of-month month day-of-week"),
 }
 
@@ -162,4 +176,4 @@ def rule_for(path: str) -> Rule | None:
     return RULES.get(path)
 
 
-__all__ = ["CRON_FIELDS", "RULES", "Rule", "SITES", "cron_problem", "rule_for"]
+__all__ = ["CRON_FIELDS", "RULES", "Rule", "SITES", "TASK_RUNNERS", "cron_problem", "rule_for"]
