@@ -225,4 +225,5 @@ def _looks_like_path(s: str) -> bool:
 
 
 __all__ = ["CRON_FIELDS", "ConfigError", "DEFAULT_FILE", "DatasetSection", "FlowSection", "HeadshotConfig",
-           "IngestSection", "RULES", "Rule", "SITES", "Scalar", "Source", "Text", "TrainSection", "cron_problem", "rule_for", "schema"]
+           "IngestSection", "RULES", "Rule", "SITES", "Scalar", "Source", "Text", "TrainSection", "cron_problem",
+           "rule_for", "schema"]
