@@ -7,6 +7,8 @@
   `format`; pandas, DuckDB and Spark read it as it is. `out` is that file when it ends in
   .parquet or .pq, else a folder that receives `<name>-v<N>.parquet`.
 
+A URL (s3://..., file://...) with parquet is a different layout: curation/dataset_publish.py.
+
 Either is built under a temp name beside `out` and renamed into place at the end, so `out` is
 the whole export or absent (a killed export leaves a `.tmp-*` entry beside it, never a half
 `out`). Crop files are hard-linked when the workspace is on the same filesystem (the workspace
@@ -29,6 +31,7 @@ import pyarrow.parquet as pq
 from manifests.atomic import encode_metadata, read_metadata, space_for
 from manifests.datasets import DatasetError, VersionInfo, read_version, resolve
 from manifests.records import DatasetRow
+from manifests.storage import is_url, redact
 from manifests.workspace import Workspace
 
 FORMATS = ("folder", "parquet")
@@ -53,7 +56,7 @@ class ExportError(DatasetError):
 
 @dataclass
 class ExportResult:
-    path: Path
+    path: Path | str  # a published version's manifest URL (credentials taken out) is a str
     fmt: str
     version: VersionInfo
     rows: int
@@ -223,6 +226,9 @@ def export_dataset(ws: Workspace, name: str, version: int | None, out: str | os.
     """Export version `version` (None: the latest) of dataset `name` to `out` in `fmt`."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if is_url(str(out)):  # Path() would make s3://b/x a local folder "s3:/b/x"
+        raise ExportError(f"{redact(out)} is a URL: --format {fmt} writes a local path; --format parquet publishes "
+                          "the version there (curation/dataset_publish.py)")
     info = resolve(ws, name, version)
     rows = read_version(ws, name, info.version)
     out = Path(out).expanduser().absolute()

@@ -7,7 +7,7 @@ at its end. Heavy imports stay inside the commands so that `headshot --help` sta
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -100,32 +100,54 @@ def _refuse_while_queued(ws) -> None:
 @dataset_app.command("export")
 def dataset_export(
     ref: str = typer.Argument(..., help="NAME or NAME@vN (default: the latest version)."),
-    out: str = typer.Option(..., "--out", help="A folder; with --format parquet a .parquet file, or a folder that receives NAME-vN.parquet."),
+    out: str = typer.Option(..., "--out", help="A folder; with --format parquet a .parquet file, or a folder that receives "
+                            "NAME-vN.parquet; or a URL (s3://bucket/path, file://...) to publish the version there."),
     fmt: str = typer.Option("folder", "--format", help="folder: split/class/crop files for torchvision ImageFolder; "
                             "parquet: one file with the image bytes in a column."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export at --out."),
     link: bool = typer.Option(False, "--link", help="Hard-link crop files instead of copying them, where the filesystem "
                               "allows: no extra space, but the export shares the workspace's (read-only) files."),
     copy: bool = typer.Option(False, "--copy", help="Copy crop files (the default; kept for scripts that pass it)."),
+    storage_options: List[str] = typer.Option([], "--storage-option", help="For a URL --out: a fsspec storage option, "
+                                              "KEY=VALUE (repeatable), e.g. endpoint_url=http://127.0.0.1:9000; "
+                                              "credentials otherwise come from AWS_* and fsspec's config."),
 ) -> None:
     """Write a dataset version as files other tools read as they are, with the lineage of every crop.
 
+    With a URL and --format parquet the version is published for other machines: URL/NAME-vN.parquet
+    (crop_path relative to it, crop_sha256 of every crop) and its crops in URL/NAME-vN/crops/,
+    the manifest last, so a reader never sees half a version; `headshot train --dataset
+    URL/NAME-vN.parquet` trains from it anywhere.
+
     Example: headshot dataset export faces@v2 --out exports/faces --format folder
+
+    Example: headshot dataset export faces@v2 --out s3://my-bucket/datasets --format parquet
     """
     from curation.dataset_export import export_dataset
+    from curation.dataset_publish import publish_dataset
     from manifests.datasets import DatasetError, parse_ref
+    from manifests.storage import is_url, parse_options, redact
 
+    options: dict = {}
     try:
         name, version = parse_ref(ref)
         if link and copy:
             raise DatasetError("--link and --copy contradict each other: choose one")
-        res = export_dataset(_workspace(create=False), name, version, out, fmt, overwrite=overwrite, link=link)
-    except DatasetError as exc:
-        _fail(str(exc))
+        options = parse_options(storage_options)
+        if is_url(out) and fmt == "parquet":
+            if link:
+                raise DatasetError("--link hard-links into a local folder: a URL receives copies")
+            res = publish_dataset(_workspace(create=False), name, version, out, overwrite, options)
+        else:
+            res = export_dataset(_workspace(create=False), name, version, out, fmt, overwrite=overwrite, link=link)
+    except (DatasetError, ValueError) as exc:  # ValueError: a bad --storage-option
+        _fail(redact(exc, options))
     except OSError as exc:
-        _fail(f"cannot write {out}: {exc}")
+        _fail(redact(f"cannot write {out}: {exc}", options))
     splits = ", ".join(f"{k} {v}" for k, v in sorted(res.splits.items())) or "empty"
     typer.echo(f"exported {name} v{res.version.version} ({res.rows} crops: {splits}) as {fmt} to {res.path}")
+    if isinstance(res.path, str):
+        typer.echo(f"  crops beside it; train elsewhere with: headshot train --dataset {res.path}")
     if fmt == "folder":
         typer.echo(f"  classes: {', '.join(res.classes) or '-'}; files hard-linked {res.linked}, copied {res.copied}")
 
