@@ -26,6 +26,16 @@ def _settings(sets: list[str]) -> dict[str, str]:
     return {}
 
 
+def _storage_options(pairs: list[str]) -> dict:
+    from manifests.storage import StorageError, parse_options
+
+    try:
+        return parse_options(pairs)
+    except StorageError as exc:
+        _fail(str(exc))
+    return {}
+
+
 def _dry_run_images(folder: Path) -> Path:
     from replicas.drawn import write_faces
 
@@ -35,7 +45,10 @@ def _dry_run_images(folder: Path) -> Path:
 
 @app.command()
 def train(
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="A dataset version, NAME or NAME@vN (its train split)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="A dataset version, NAME or NAME@vN (its train split), "
+                                          "or one published at a URL ending .parquet (s3://bucket/path/NAME-vN.parquet)."),
+    storage_options: List[str] = typer.Option([], "--storage-option", help="For a --dataset URL: a fsspec storage "
+                                              "option, KEY=VALUE (repeatable), e.g. endpoint_url=http://127.0.0.1:9000."),
     images: Optional[str] = typer.Option(None, "--images", help="Or a folder of pictures, for a quick experiment."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Generator steps in all (with --resume: the total to reach)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pictures per step (default 64)."),
@@ -88,7 +101,8 @@ def train(
         cfg = resolve(overrides.pop("preset", "dcgan"), overrides)
         ws = _workspace() if not dry_run else None
         runs_dir = Path(tmp.name) / "runs" if dry_run else ws.runs
-        source = dataset_source(ws, dataset) if dataset else folder_source(images) if images else None
+        source = dataset_source(ws, dataset, _storage_options(storage_options)) if dataset else \
+            folder_source(images) if images else None
         result = run_train(runs_dir, cfg, source, ws=ws, name=name, resume=resume, overrides=overrides,
                            progress=not no_progress, echo=typer.echo)
     except (ConfigError, DataError, DeviceError, TrainError) as exc:

@@ -42,10 +42,12 @@ class Source:
     files: list[Path] = field(default_factory=list)  # train pictures, in a fixed order
     val_files: list[Path] = field(default_factory=list)
     skipped: int = 0  # missing or unreadable files left out
+    origin: str = ""  # the URL a published version was fetched from (training/remote.py), credentials taken out
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "version": self.version, "content_hash": self.content_hash,
-                "train_images": len(self.files), "val_images": len(self.val_files), "skipped": self.skipped}
+                "train_images": len(self.files), "val_images": len(self.val_files), "skipped": self.skipped,
+                **({"origin": self.origin} if self.origin else {})}
 
 
 def load_picture(path: Path, size: int) -> np.ndarray:
@@ -79,14 +81,25 @@ def load_pictures(paths: list[Path], size: int, on_bad: Callable[[Path, str], No
     return torch.from_numpy(out[:n]).permute(0, 3, 1, 2).contiguous()
 
 
-def dataset_source(ws, ref: str) -> Source:
-    """The train and val crop files of dataset version `ref` (NAME or NAME@vN)."""
+def dataset_source(ws, ref: str, storage_options: dict[str, Any] | None = None) -> Source:
+    """The train and val crop files of dataset version `ref` (NAME or NAME@vN), or of the version
+    published at `ref` (a URL or path ending .parquet: fetched into the workspace's cache)."""
     from manifests.datasets import DatasetError, list_datasets, parse_ref, read_version, resolve
 
+    from .remote import is_remote
+
+    if is_remote(ref):
+        return _published(lambda remote: remote.remote_source(ws.cache / "datasets", ref, storage_options))
+    name, version = ref, None
     try:
         name, version = parse_ref(ref)
         info = resolve(ws, name, version)
     except DatasetError as exc:
+        # --resume of a run on a published version this workspace never built: the copy fetched then
+        fetched = _published(lambda remote: remote.cached_source(ws.cache / "datasets", name, version)) if version \
+            else None
+        if fetched is not None:
+            return fetched
         there = list_datasets(ws)
         listing = "; ".join(f"{n} ({', '.join(f'v{v.version}' for v in vs)})" for n, vs in there.items())
         raise DataError(f"{exc}. Datasets in {ws.home}: {listing or 'none yet (headshot dataset build NAME)'}") from None
@@ -109,6 +122,18 @@ def dataset_source(ws, ref: str) -> Source:
         raise DataError(f"dataset {name} v{info.version} has no train pictures "
                         f"({len(rows)} rows, {len(src.val_files)} in val): build it with more accepted crops")
     return src
+
+
+def _published(get: Callable[[Any], Any]) -> Source | None:
+    """What training/remote.py fetched, as a Source; its errors as DataError."""
+    from . import remote
+
+    try:
+        got = get(remote)
+    except remote.RemoteError as exc:
+        raise DataError(str(exc)) from None
+    return None if got is None else Source("dataset", got.name, got.version, got.content_hash, got.files,
+                                           got.val_files, origin=got.origin)
 
 
 def _check_missing(gone: int, total: int, what: str, examples: list[str], crops: bool = True) -> None:
