@@ -153,6 +153,14 @@ class HeadshotConfig:
         return encode(self)
 
     @classmethod
+    def of(cls, value: "HeadshotConfig | dict[str, Any] | None") -> "HeadshotConfig":
+        """A flow's `config` parameter: a HeadshotConfig, None for the defaults, or its as_dict()
+        (what a deployment's JSON parameters bring back), checked like a file."""
+        if value is None:
+            return cls()
+        return cls.from_dict(value) if isinstance(value, dict) else value
+
+    @classmethod
     def from_toml(cls, source: str | os.PathLike[str]) -> "HeadshotConfig":
         """From TOML text, or from a file: a Path, or a one-line string without '=' (a file name)."""
         label = ""

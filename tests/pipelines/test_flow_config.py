@@ -1,6 +1,8 @@
 """The [flow] table: which task runner the flows use and where a Dask cluster is; every bad
 value is one line naming the key."""
 
+import json
+
 import pytest
 
 from pipelines.config import ConfigError, FlowSection, HeadshotConfig
@@ -42,3 +44,12 @@ def test_each_bad_value_is_one_line_naming_the_key(table, line):
 def test_set_pairs_reach_the_flow_table():
     cfg = HeadshotConfig().with_sets(["task_runner=dask", "dask_workers=4"], table="flow")
     assert cfg.flow == FlowSection("dask", "", 4)
+
+
+def test_a_flow_parameter_comes_back_from_its_json_form():
+    cfg = HeadshotConfig.from_toml('home = "ws"\n[flow]\ntask_runner = "dask"\n[schedule]\nbuild = "0 3 * * *"\n'
+                                   '[process.filters]\nmin_published = "2015-05-01"\n')
+    assert HeadshotConfig.of(json.loads(json.dumps(cfg.as_dict()))) == cfg  # what a deployment's parameters hold
+    assert HeadshotConfig.of(cfg) is cfg and HeadshotConfig.of(None) == HeadshotConfig()
+    with pytest.raises(ConfigError, match="flow.task_runner"):
+        HeadshotConfig.of({"flow": {"task_runner": "ray"}})
