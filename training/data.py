@@ -182,8 +182,10 @@ class Batches:
     draw exactly the batches the uninterrupted one would have."""
 
     def __init__(self, src: Source, cfg: TrainConfig, device: torch.device, progress: bool = False,
-                 bake: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 bake: Callable[[torch.Tensor], torch.Tensor] | None = None, share: tuple[int, int] = (0, 1)):
         self.src, self.cfg, self.device = src, cfg, device
+        # (rank, processes): every rank draws the same whole batch and keeps its share of it.
+        self.share = share
         self.bake = bake
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)  # on the CPU: the same draws on every device
         per_image = 3 * cfg.size * cfg.size
@@ -236,6 +238,9 @@ class Batches:
             self.perm, self.pos = torch.randperm(self.images.shape[0], generator=self.gen), 0
         idx = self.perm[self.pos:self.pos + b]
         self.pos += b
+        rank, world = self.share
+        if world > 1:
+            idx = idx.view(world, -1)[rank]  # distributed.check_share: b is a multiple of world
         batch = self.images[idx.to(self.images.device)]
         return batch.float().div_(127.5).sub_(1.0)
 

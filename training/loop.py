@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .augment import diff_augment, mirror
 from .config import TrainConfig
+from .distributed import step_seed
 from .model import EMA, build
 
 
@@ -42,6 +43,8 @@ class Trainer:
         self.noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)
         self.aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 3)
         self.step_no = 0
+        self.share = (0, 1)  # (rank, processes): distributed.Ranks.wrap sets both lines under torchrun
+        self.keep_ema = True
         self._g_run = torch.compile(self.g) if speed.compile else self.g
         self._d_run = torch.compile(self.d) if speed.compile else self.d
 
@@ -90,11 +93,16 @@ class Trainer:
         """One update of D then G on `real` (a batch in [-1, 1] on the device)."""
         cfg = self.cfg
         b = real.shape[0]
+        rank, world = self.share
+        if world > 1:
+            # Each rank its own augmentation draws, from (seed, step, rank): no state per rank to checkpoint.
+            self.aug_gen.manual_seed(step_seed(cfg.seed, self.step_no, rank))
         if cfg.mirror:
             real = mirror(real, self.aug_gen)
         if self.speed.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
-        z = torch.randn(b, cfg.nz, 1, 1, generator=self.noise_gen, device=self.device)
+        # The whole batch's noise on every rank (one stream, the same everywhere), this rank's share of it.
+        z = torch.randn(b * world, cfg.nz, 1, 1, generator=self.noise_gen, device=self.device)[rank * b:(rank + 1) * b]
 
         self.opt_d.zero_grad(set_to_none=True)
         with self._autocast():
@@ -120,7 +128,8 @@ class Trainer:
         loss_g.backward()
         self.opt_g.step()
         self.step_no += 1
-        self.ema.update(self.g, self.step_no)
+        if self.keep_ema:
+            self.ema.update(self.g, self.step_no)
         return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
                 "d_real": float(real_logits.detach().mean()), "d_fake": float(fake_logits.detach().mean())}
 
