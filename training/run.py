@@ -16,6 +16,7 @@ was never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -31,6 +32,7 @@ from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import Batches, DataError, Source, dataset_source, folder_source, load_pictures
 from .device import Speed, choose, device_name, pick_device
+from .distributed import Ranks, start
 from .loop import Diverged, Trainer
 from .samples import grid, progress_gif, save_png
 
@@ -152,35 +154,42 @@ def train(runs_dir: Path, cfg: TrainConfig, source: Source | None = None, *, ws=
         if folder.root.exists() and any(folder.root.iterdir()):
             raise TrainError(f"run {run} exists already in {runs_dir}: choose another --name, or --resume {run}")
         src = source
-    folder.checkpoints.mkdir(parents=True, exist_ok=True)
-    ckpt.clean_temps(folder.checkpoints)
-    r = _Run(folder, run, cfg, src, progress, echo, evaluate, resume is not None)
-    r.cache_dir = ws.cache / "features" if ws is not None else None
-    return r.go()
+    ranks = start(pick_device(cfg.device), cfg.batch_size)  # under torchrun: after every rank's checks above
+    try:
+        if ranks.main:
+            folder.checkpoints.mkdir(parents=True, exist_ok=True)
+            ckpt.clean_temps(folder.checkpoints)
+        r = _Run(folder, run, cfg, src, progress, echo, evaluate, resume is not None, ranks)
+        r.cache_dir = ws.cache / "features" if ws is not None else None
+        return r.go()
+    finally:
+        ranks.close()
 
 
 class _Run:
     def __init__(self, folder: RunFolder, run: str, cfg: TrainConfig, src: Source, progress: bool,
-                 echo: Callable[[str], None], evaluate: Callable | None, resuming: bool):
+                 echo: Callable[[str], None], evaluate: Callable | None, resuming: bool, ranks: Ranks | None = None):
         self.folder, self.run, self.cfg, self.src = folder, run, cfg, src
         self.progress, self.echo, self.resuming = progress, echo, resuming
         self.evaluate = evaluate
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = pick_device(cfg.device)
+        # One rank of one, or this process's place among torchrun's: only rank 0 writes the run folder.
+        self.ranks = ranks or Ranks(pick_device(cfg.device))
+        self.device = self.ranks.device
         self.best: dict[str, Any] = {}
         self.tb = None
 
     # -- set-up ------------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.cfg
-        self.speed = choose(cfg, self.device)
+        self.speed = self.ranks.from_main(lambda: choose(cfg, self.device))
         bake = None
         if cfg.augment == "baked":
             from .augment import bake as bake_fn
 
             bake = lambda images: bake_fn(images, cfg, cfg.seed + 4)  # noqa: E731
-        self.batches = Batches(self.src, cfg, self.device, progress=self.progress, bake=bake)
+        self.batches = Batches(self.src, cfg, self.device, progress=self.progress, bake=bake, share=self.ranks.share)
         self.trainer = Trainer(cfg, self.device, self.speed)
         g = torch.Generator().manual_seed(cfg.seed + 5)  # never the training streams: samples leave them alone
         self.fixed_noise = torch.randn(GRID, cfg.nz, 1, 1, generator=g)
@@ -192,9 +201,14 @@ class _Run:
             ckpt.set_rng_state(state["rng"])
             self.fixed_noise, self.eval_noise = state["fixed_noise"].cpu(), state["eval_noise"].cpu()
             self.best = state.get("best", {})
+        self.ranks.wrap(self.trainer)
+        if not self.ranks.main:
+            return
+        if self.resuming:
             _truncate_metrics(self.folder.metrics, self.trainer.step_no)
         _write_json(self.folder.config, {
             "run": self.run, "config": cfg.as_dict(), "data": self.src.describe(), "device": device_name(self.device),
+            "processes": self.ranks.world,
             "speed": {"precision": self.speed.precision, "channels_last": self.speed.channels_last,
                       "compile": self.speed.compile, "measured": self.speed.measured},
             "code_version": _code_version()})
@@ -214,12 +228,14 @@ class _Run:
         if t.step_no >= cfg.steps:
             self.echo(f"run {self.run} is at step {t.step_no} of {cfg.steps}: nothing to do")
             return result
-        self.tb = _tensorboard(self.folder.tb, t.step_no)
+        main = self.ranks.main
+        self.tb = _tensorboard(self.folder.tb, t.step_no) if main else None
         started, done_since = time.perf_counter(), 0
         losses: dict[str, float] = {}
-        with _StopFlag() as stop, open(self.folder.metrics, "a", encoding="utf-8") as metrics, \
+        with _StopFlag() as stop, \
+                open(self.folder.metrics, "a", encoding="utf-8") if main else contextlib.nullcontext() as metrics, \
                 tqdm(total=cfg.steps, initial=t.step_no, unit="step", desc=f"train {self.run}",
-                     disable=None if self.progress else True, dynamic_ncols=True) as bar:
+                     disable=None if self.progress and main else True, dynamic_ncols=True) as bar:
             while t.step_no < cfg.steps:
                 try:
                     losses = t.step(self.batches.next())
@@ -236,6 +252,7 @@ class _Run:
                 rate = done_since * cfg.batch_size / max(1e-9, time.perf_counter() - started)
                 bar.update(1)
                 if step % LOG_EVERY == 0 or step == cfg.steps:
+                    losses = self.ranks.mean(losses)
                     bar.set_postfix(loss_d=f"{losses['loss_d']:.3f}", loss_g=f"{losses['loss_g']:.3f}",
                                     img_s=f"{rate:.0f}")
                     self._write_log(metrics, {"step": step, **losses, "images_per_s": round(rate, 2)})
@@ -245,17 +262,18 @@ class _Run:
                 if evaluated or (step == cfg.steps and cfg.best_metric != "none"):
                     self._eval_and_keep_best(step, metrics)
                 elif (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps:
-                    ckpt.save(self.folder.last, self._state())
-                if stop.set and step < cfg.steps:
-                    ckpt.save(self.folder.last, self._state())
+                    self._save_last()
+                if self.ranks.any(stop.set) and step < cfg.steps:
+                    self._save_last()
                     result.interrupted = True
                     break
-        if cfg.best_metric == "none" and t.step_no >= cfg.steps:
+        if main and cfg.best_metric == "none" and t.step_no >= cfg.steps:
             ckpt.copy(self.folder.last, self.folder.best)  # nothing to judge by: the last is the best there is
-        if cfg.sample_every:
+        if main and cfg.sample_every:
             progress_gif(self.folder.samples, self.folder.gif)
         if self.tb is not None:
             self.tb.close()
+        self.ranks.finish(t)
         result.step, result.best, result.last_losses = t.step_no, self.best, losses
         result.images_per_s = done_since * cfg.batch_size / max(1e-9, time.perf_counter() - started)
         return result
@@ -266,7 +284,13 @@ class _Run:
         except ckpt.CheckpointError:
             return "none yet"
 
+    def _save_last(self) -> None:
+        if self.ranks.main:
+            ckpt.save(self.folder.last, self._state())
+
     def _write_log(self, f, row: dict[str, Any]) -> None:
+        if f is None:  # not rank 0
+            return
         f.write(json.dumps(row, sort_keys=True) + "\n")
         f.flush()
         if self.tb is not None:
@@ -275,6 +299,8 @@ class _Run:
                     self.tb.add_scalar(k, v, row["step"])
 
     def _sample(self, step: int) -> None:
+        if not self.ranks.main:
+            return
         im = grid(self.trainer.sample(self.fixed_noise))
         save_png(im, self.folder.samples / f"step-{step:06d}.png")
         if self.tb is not None:
@@ -283,6 +309,8 @@ class _Run:
             self.tb.add_image("samples", np.asarray(im).transpose(2, 0, 1), step)
 
     def _eval_and_keep_best(self, step: int, metrics) -> None:
+        if not self.ranks.main:
+            return  # the others wait for rank 0 in the next step's all-reduce
         figures = self._evaluate()
         self._write_log(metrics, {"step": step, **{f"eval/{k}": v for k, v in figures.items()
                                                    if isinstance(v, (int, float))}})
@@ -290,7 +318,7 @@ class _Run:
         better = value is not None and (not self.best or value < self.best["value"])
         if better:
             self.best = {"metric": "kid_x1e3", "value": value, "step": step}
-        ckpt.save(self.folder.last, self._state())
+        self._save_last()
         if better:
             ckpt.copy(self.folder.last, self.folder.best)
 
