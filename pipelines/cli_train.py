@@ -43,8 +43,44 @@ def _dry_run_images(folder: Path) -> Path:
     return folder
 
 
+def _command_line(ctx: typer.Context, drop: tuple[str, ...] = ()) -> list[str]:
+    """The options given on this command line, again: what the processes torchrun starts read."""
+    out: list[str] = []
+    for p in ctx.command.params:  # Typer's own click: told apart by name, not by class
+        source = ctx.get_parameter_source(p.name)
+        if p.param_type_name != "option" or p.name in drop or getattr(source, "name", "") != "COMMANDLINE":
+            continue
+        value = ctx.params[p.name]
+        if p.is_flag:
+            out += [p.opts[0]] if value else p.secondary_opts[:1]
+        else:
+            out += [a for v in (value if p.multiple else [value]) for a in (p.opts[0], str(v))]
+    return out
+
+
+def _launch(ctx: typer.Context, nproc: int, cfg, runs_dir: Path, resume: Optional[str], overrides: dict) -> None:
+    """--nproc N: this command again under torchrun, N processes; or, already one of them, go on."""
+    from training.config import TrainConfig
+    from training.distributed import check_launch, env_world, launch, under_torchrun
+    from training.run import RunFolder
+
+    if under_torchrun():
+        if env_world() != nproc:
+            _fail(f"--nproc {nproc}: this process is one of {env_world()} that torchrun started; drop --nproc")
+        return
+    if resume:  # the run's own batch size and device, as run.train will resolve them
+        try:
+            cfg = TrainConfig.from_dict({**RunFolder(runs_dir / resume).read_config()["config"], **overrides})
+        except (ValueError, KeyError):
+            pass  # no such run, or a damaged one: the first rank says so
+    check_launch(nproc, cfg.batch_size, cfg.device)
+    args = _command_line(ctx.parent) + [ctx.info_name] + _command_line(ctx, drop=("nproc",))
+    raise typer.Exit(launch(nproc, ["-m", "pipelines.cli", *args]))
+
+
 @app.command()
 def train(
+    ctx: typer.Context,
     dataset: Optional[str] = typer.Option(None, "--dataset", help="A dataset version, NAME or NAME@vN (its train split), "
                                           "or one published at a URL ending .parquet (s3://bucket/path/NAME-vN.parquet)."),
     storage_options: List[str] = typer.Option([], "--storage-option", help="For a --dataset URL: a fsspec storage "
@@ -62,6 +98,8 @@ def train(
     resume: Optional[str] = typer.Option(None, "--resume", help="Go on with this run from its last checkpoint."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps (default auto)."),
     name: Optional[str] = typer.Option(None, "--name", help="The run's folder under runs/ (default: data name and time)."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Train on N processes under torchrun (DDP): N GPUs with "
+                                        "CUDA, else N CPU processes. Each takes 1/N of every batch."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Train a tiny model for 2 steps on pictures drawn in code, in a temp folder."),
@@ -72,11 +110,15 @@ def train(
     preset, then what the project config's [train] changes, then this --config file's [train],
     then --set, then the named options.
 
+    --nproc N re-launches the command under `torchrun --standalone --nproc_per_node N`; a
+    torchrun of your own runs it as well (`torchrun ... -m pipelines.cli train ...`).
+
     Example: headshot train --dataset faces@v2 --steps 20000
     """
     from training.config import ConfigError, load_file, resolve
     from training.data import DataError, dataset_source, folder_source
     from training.device import DeviceError
+    from training.distributed import DistributedError, env_rank
     from training.run import TrainError, train as run_train
 
     overrides: dict = dict(_config().train.settings())
@@ -103,10 +145,18 @@ def train(
         runs_dir = Path(tmp.name) / "runs" if dry_run else ws.runs
         source = dataset_source(ws, dataset, _storage_options(storage_options)) if dataset else \
             folder_source(images) if images else None
+        if nproc is not None:
+            _launch(ctx, nproc, cfg, runs_dir, resume, overrides)
+        main = env_rank() == 0  # under torchrun, rank 0 alone prints
         result = run_train(runs_dir, cfg, source, ws=ws, name=name, resume=resume, overrides=overrides,
-                           progress=not no_progress, echo=typer.echo)
-    except (ConfigError, DataError, DeviceError, TrainError) as exc:
-        _fail(str(exc))
+                           progress=not no_progress and main, echo=typer.echo if main else lambda s: None)
+    except (ConfigError, DataError, DeviceError, TrainError, DistributedError) as exc:
+        # Every rank meets the same error alike and rank 0 says it, but a rank's own place (its GPU).
+        if env_rank() == 0 or isinstance(exc, DistributedError):
+            _fail(str(exc))
+        raise typer.Exit(2)
+    if not main:
+        raise typer.Exit(130 if result.interrupted else 0)
     doc = {"run": result.run, "folder": str(result.folder), "step": result.step, "steps": result.steps,
            "interrupted": result.interrupted, "best": result.best, "losses": result.last_losses,
            "images_per_s": round(result.images_per_s, 1),
