@@ -12,8 +12,8 @@ a random state of its own, so a checkpoint (rank 0's) is all a resumed run needs
 
 gloo on the CPU, NCCL on CUDA (one GPU a process). DDP averages the gradients, so G and D stay
 identical on every rank. BatchNorm normalises over each rank's share of the batch: SyncBatchNorm
-(over the whole batch) on CUDA with more than one GPU, plain BatchNorm on the CPU, where
-SyncBatchNorm raises. The running statistics are rank 0's (DDP broadcasts them at every
+(over the whole batch) on CUDA with more than one GPU (in D only without a gradient penalty),
+plain BatchNorm on the CPU, where SyncBatchNorm raises. The running statistics are rank 0's (DDP broadcasts them at every
 forward). Checkpoints hold the plain modules: a run started on N processes goes on in one, and
 the other way round.
 """
@@ -133,7 +133,10 @@ class Ranks:
         if cuda and self.world > 1:
             # In place: the same parameters (the optimizers hold them) and the same state_dict keys.
             trainer.g = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trainer.g)
-            trainer.d = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trainer.d)
+            if trainer.cfg.penalty == "none":
+                # A gradient penalty differentiates D's backward, and SyncBatchNorm's backward (its
+                # own all-reduce) cannot be: D keeps plain BatchNorm then.
+                trainer.d = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trainer.d)
         ids = [self.device.index] if cuda else None
         g, d = DDP(trainer.g, device_ids=ids), DDP(trainer.d, device_ids=ids)
         trainer._g_run = torch.compile(g) if trainer.speed.compile else g
