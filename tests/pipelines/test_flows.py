@@ -1,0 +1,424 @@
+"""The Prefect flows end to end: a getchu replica on 127.0.0.1 crawled by the real spider, drawn
+art ingested, faces found by animeface (its model is in its wheel), a dataset version written,
+a tiny model trained when it is ready; a failing source, two triggers at once, and a build
+killed with SIGKILL half way and run again.
+
+One Prefect test server for the module (prefect_test_harness); the killed build runs as a
+`headshot flow build` subprocess on a temporary server of its own, which must die with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from manifests import tables
+from manifests.records import FaceCrop, FilterResult, HashRecord, ScrapedImage, StoredImage
+from manifests.workspace import Workspace
+from pipelines.config import HeadshotConfig
+from pipelines.demo import DEMO_IDS
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = {"DOWNLOAD_DELAY": "0", "AUTOTHROTTLE_ENABLED": "False", "HEADSHOT_BACKOFF": "0.1", "LOG_LEVEL": "WARNING"}
+TINY_TRAIN = {"steps": 4, "batch_size": 8, "device": "cpu", "ngf": 8, "ndf": 8, "sample_every": 2,
+              "checkpoint_every": 2, "eval_every": 0, "best_metric": "none", "precision": "fp32",
+              "channels_last": "off", "threads": 2, "eval_samples": 16}
+ENV = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+       "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory):
+    """The module's Prefect test server; yields its API URL."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {**ENV, "PREFECT_HOME": str(home)}.items():
+            mp.setenv(k, v)
+        mp.delenv("PREFECT_API_URL", raising=False)
+        from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+        from prefect.testing.utilities import prefect_test_harness
+
+        with temporary_settings(updates={PREFECT_HOME: str(home)}), prefect_test_harness(server_startup_timeout=60):
+            yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="module")
+def site():
+    from replicas.sites.getchu import GetchuReplica
+    from replicas.sites.server import Replica
+
+    with Replica() as r:
+        GetchuReplica(r, None, months={(2015, 5): DEMO_IDS[:3], (2015, 6): DEMO_IDS[3:]}, synthetic_ids=DEMO_IDS)
+        yield r
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens on it once the socket is closed
+
+
+def project(site, art: Path | None, *, failing: bool = False, **changes) -> HeadshotConfig:
+    sources = [{"site": "getchu", "since": "2015-05", "until": "2015-06",
+                "settings": {"GETCHU_BASE_URL": site.base, **FAST}}]
+    if failing:  # another month than the good one, so that its rows have keys of their own
+        sources.append({"site": "getchu", "since": "2015-07", "until": "2015-07",
+                        "settings": {"GETCHU_BASE_URL": f"http://127.0.0.1:{closed_port()}", **FAST}})
+    doc = {"sources": sources, "ingest": {"paths": [str(art)] if art else []},
+           "process": {"workers": 2, "detector": {"detector": "animeface"}},
+           "dataset": {"name": "faces"}, "train": TINY_TRAIN}
+    return HeadshotConfig.from_dict(doc).with_changes(changes) if changes else HeadshotConfig.from_dict(doc)
+
+
+@pytest.fixture(scope="module")
+def art(tmp_path_factory):
+    from replicas.drawn import write_faces
+
+    folder = tmp_path_factory.mktemp("art")
+    write_faces(folder, 10)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built(prefect_api, site, art, tmp_path_factory):
+    """One build with a good and a failing source, shared by the build and train tests."""
+    from pipelines import flow_tasks
+    from pipelines.flows import run_build
+
+    home = tmp_path_factory.mktemp("built") / "ws"
+    cfg = project(site, art, failing=True)
+    old, flow_tasks.CRAWL_BACKOFF = flow_tasks.CRAWL_BACKOFF, 0.0
+    try:
+        summary = run_build(cfg, str(home))
+    finally:
+        flow_tasks.CRAWL_BACKOFF = old
+    return home, cfg, summary
+
+
+def raw_keys(ws: Workspace, cls) -> list[tuple]:
+    keys = []
+    for f in tables.table_files(ws, cls):
+        keys += [tuple(r.values()) for r in pq.read_table(f, columns=list(cls.KEY)).to_pylist()]
+    return keys
+
+
+def artifact(key: str):
+    from prefect.artifacts import Artifact
+
+    return Artifact.get(key)
+
+
+# --- build ------------------------------------------------------------------------------------
+
+
+def test_build_runs_every_stage_and_names_the_failing_source(built):
+    home, cfg, s = built
+    good, bad = s["sources"]["sources[1] getchu"], s["sources"]["sources[2] getchu"]
+    assert good["ok"] and good["rows"]["ok"] == len(DEMO_IDS) * 4 and good["rows"]["page"] == len(DEMO_IDS) + 2
+    assert not bad["ok"] and "every request failed" in bad["error"] and "refused" in bad["error"].lower()
+    assert [f.split(":")[0] for f in s["failed"]] == ["sources[2] getchu"]
+    assert s["ingest"]["inputs"] == 10 and s["ingest"]["new_images"] == 10
+    p = s["process"]
+    assert p["jobs"] == len(DEMO_IDS) * 4 + 10 and p["failed"] == 0 and p["crops_new"] > 10
+    assert p["tasks"] == -(-p["jobs"] // 8)  # mapped in chunks of 8
+    st = s["status"]
+    assert st["stages"]["crops"]["total"] == p["crops_new"]
+    assert s["review"]["crops"] == p["crops_new"] and s["review"]["features_computed"] == p["crops_new"]
+    d = s["dataset"]
+    assert d["version"] == 1 and st["datasets"]["faces"]["latest_version"] == 1 and d["rows"] > 0
+    # The run's artifacts: the summary names the failing source and the version; the table holds its rows.
+    md = artifact("headshot-build").data
+    assert "sources[2] getchu" in md and "every request failed" in md and "**v1**" in md and "crops (crops)" in md
+    rows = json.loads(artifact("dataset-faces").data)
+    assert len(rows) == min(d["rows"], 50) and {r["split"] for r in rows} <= {"train", "val"}
+
+
+def test_a_failing_source_is_retried_twice_before_it_is_reported(built):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    counts: dict = {}
+    deadline = time.monotonic() + 20  # the server records task runs from their events, a moment later
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            found = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(
+                any_=["crawl sources[1] getchu", "crawl sources[2] getchu"])))
+        counts = {r.name: (r.run_count, r.state_type.value if r.state_type else None) for r in found}
+        if counts.get("crawl sources[2] getchu", (0, None))[1] == "FAILED":
+            break
+        time.sleep(0.5)
+    assert counts["crawl sources[2] getchu"] == (3, "FAILED")
+    assert counts["crawl sources[1] getchu"] == (1, "COMPLETED")
+
+
+def test_a_second_build_crawls_again_and_writes_no_new_version(built, site):
+    from pipelines.flows import run_build
+
+    home, cfg, first = built
+    cfg = project(site, Path(cfg.ingest.paths[0]))  # the good source only
+    asked = len(site.log)
+    s = run_build(cfg.as_dict(), str(home))  # as a deployment's JSON parameters bring it
+    assert s["build"] != first["build"]  # the first build finished: a new one reads the site again
+    assert len(site.log) > asked and not s["sources"]["sources[1] getchu"]["cached"]
+    assert s["failed"] == [] and s["process"]["jobs"] == 0
+    assert s["dataset"]["version"] is None and "already holds exactly this" in s["dataset"]["why"]
+
+
+def test_require_empty_queue_stops_the_version_with_the_reason(built, site):
+    from pipelines.flows import run_build
+
+    home, cfg, first = built
+    assert first["review"]["left"] > 0  # drawn faces always leave a few doubtful crops
+    cfg = project(site, None, **{"dataset.require_empty_queue": True, "dataset.min_accepted": 1})
+    s = run_build(cfg, str(home))
+    assert s["dataset"]["version"] is None and "require_empty_queue" in s["dataset"]["why"]
+    assert f"{first['review']['left']} doubtful" in s["dataset"]["why"]
+
+
+def test_flow_build_with_an_unreachable_api_says_how_to_fix_it(tmp_path):
+    env = {**os.environ, **ENV, "PREFECT_HOME": str(tmp_path / "ph"),
+           "PREFECT_API_URL": f"http://127.0.0.1:{closed_port()}/api"}
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "--home", str(tmp_path / "ws"), "flow", "build"],
+                         env=env, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unset PREFECT_API_URL" in lines[0] and "prefect server start" in lines[0]
+
+
+# --- train when ready -------------------------------------------------------------------------
+
+
+def test_train_when_ready_does_nothing_without_a_version_or_below_the_minimum(prefect_api, site, tmp_path, built):
+    from pipelines.flows import run_train
+
+    s = run_train(project(site, None), str(tmp_path / "empty"))
+    assert not s["trained"] and "no version of dataset faces" in s["why"]
+    home, _, first = built
+    s = run_train(project(site, None, **{"dataset.min_accepted": first["dataset"]["rows"] + 1}), str(home))
+    assert not s["trained"] and "fewer than [dataset] min_accepted" in s["why"]
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir())
+
+
+def test_train_when_ready_retries_a_crashed_training_then_never_trains_that_version_again(built, site):
+    from manifests.datasets import versions
+    from pipelines.flow_record import claim, read_record
+    from pipelines.flows import run_train
+
+    home, _, first = built
+    ws = Workspace.open(home)
+    v1 = versions(ws, "faces")[-1]
+    # A training that crashed before its first checkpoint: recorded as started, its lock gone with it.
+    crashed = claim(ws, "faces", v1.version, v1.content_hash, "faces-v1-crashed")
+    crashed.release()
+    assert read_record(ws)["faces"][v1.content_hash]["state"] == "started"
+
+    s = run_train(project(site, None), str(home))
+    assert s["trained"] and s["attempt"] == 2 and s["training"]["step"] == 4 and not s["training"]["interrupted"]
+    entry = read_record(ws)["faces"][v1.content_hash]
+    assert entry["state"] == "finished" and entry["run"] == s["run"] != "faces-v1-crashed"
+    assert (home / "runs" / s["run"] / "checkpoints" / "best.pt").is_file()
+    ev = s["evaluation"]
+    assert ev["against"] == "train split" and ev["n_fake"] == ev["n_real"] == 16  # v1's val split is under 6 crops
+    assert ev["kid_x1e3"] == ev["kid_x1e3"] and 0 <= ev["precision"] <= 1 and 0 <= ev["copy_rate"] <= 1
+    # Its artifacts: the sample grid as a data: URL, the figures, the summary.
+    assert artifact("headshot-train-samples").data.startswith("data:image/png;base64,")
+    metrics = json.loads(artifact("headshot-train-metrics").data)
+    assert any(m["metric"] == "loss/loss_d" for m in metrics)
+    assert s["run"] in artifact("headshot-train").data
+
+    again = run_train(project(site, None), str(home))
+    assert not again["trained"] and "trained already" in again["why"] and s["run"] in again["why"]
+    assert len([p for p in (home / "runs").iterdir() if p.is_dir()]) == 1
+
+
+def _new_version(home: Path) -> int:
+    """v2: a person rejects one crop of v1."""
+    from curation.dataset_build import build_dataset
+    from curation.review.store import Change, ReviewStore
+    from manifests.datasets import read_version
+
+    ws = Workspace.open(home)
+    crop = read_version(ws, "faces")[0].crop_id
+    with ReviewStore(ws.review_db) as store:
+        store.record([Change(crop, "reject")], "tester")
+    res = build_dataset(ws, "faces")
+    assert res.written is not None
+    return res.written.version
+
+
+def test_two_triggers_at_once_train_a_new_version_once(built, prefect_api, tmp_path):
+    from pipelines.flow_record import read_record
+
+    home, cfg, _ = built
+    runs_before = {p.name for p in (home / "runs").iterdir()}
+    version = _new_version(home)
+    (tmp_path / "headshot.toml").write_text(cfg.to_toml())
+    env = {**os.environ, **ENV, "PREFECT_API_URL": prefect_api}
+    argv = [sys.executable, "-m", "pipelines.cli", "--home", str(home), "flow", "train", "--config",
+            str(tmp_path / "headshot.toml")]
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
+    said = sorted(o.splitlines()[0] for o, _ in outs)
+    trained = [line for line in said if line.startswith(f"trained faces v{version}")]
+    assert len(trained) == 1, said
+    other = next(line for line in said if line not in trained)
+    assert "being trained now" in other or "trained already" in other
+    new_runs = {p.name for p in (home / "runs").iterdir()} - runs_before
+    assert len(new_runs) == 1
+    entries = [e for e in read_record(Workspace.open(home))["faces"].values() if e["version"] == version]
+    assert len(entries) == 1 and entries[0]["state"] == "finished" and entries[0]["run"] in new_runs
+
+
+# --- a build killed with SIGKILL, and run again -------------------------------------------------
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for e in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((e / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(e.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie waits for init to reap it: it runs nothing
+
+
+def _mentions(needle: str) -> list[int]:
+    """Live processes whose command line or environment names `needle`."""
+    found = []
+    for e in Path("/proc").glob("[0-9]*"):
+        pid = int(e.name)
+        try:
+            text = (e / "cmdline").read_bytes() + (e / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle.encode() in text and _alive(pid):
+            found.append(pid)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc to find leftover processes")
+def test_a_build_killed_half_way_leaves_no_process_and_a_rerun_skips_what_finished(prefect_api, site, tmp_path):
+    from manifests.tables import code_version
+    from pipelines.flows import run_build
+    from replicas.drawn import write_faces
+
+    art = tmp_path / "art"
+    write_faces(art, 30)
+    cfg = project(site, art)
+    (tmp_path / "headshot.toml").write_text(cfg.to_toml())
+    home = tmp_path / "ws"
+    prefect_home = tmp_path / "killed-prefect-home"  # marks the temporary server's environment
+    env = {**{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}, **ENV, "PREFECT_HOME": str(prefect_home)}
+    version = code_version()
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "--home", str(home), "flow", "build", "--config",
+                             str(tmp_path / "headshot.toml")], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    results = home / "flows" / "results"
+    seen: dict[int, str] = {}
+    deadline = time.monotonic() + 150
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            for pid in _descendants(proc.pid):
+                seen.setdefault(pid, _cmdline(pid))
+            if results.is_dir() and any(f.name.startswith("process-items-") for f in results.iterdir()):
+                break  # crawl and ingest finished, the first images are processed: the middle
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert any("prefect server start" in c for c in seen.values()), seen  # it did start a server of its own
+    assert any("scrapy crawl" in c for c in seen.values()), seen
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and ([p for p in seen if _alive(p)] or _mentions(str(prefect_home))):
+        time.sleep(0.2)
+    assert [(p, seen[p]) for p in seen if _alive(p)] == []
+    assert _mentions(str(prefect_home)) == [] and _mentions(f"HEADSHOT_HOME={home}") == []
+    killed_build = json.loads((home / "flows" / "build.json").read_text())
+    assert "finished_at" not in killed_build
+
+    asked = len(site.log)
+    s = run_build(cfg, str(home))
+    assert s["build"] == killed_build["build"] and s["failed"] == []
+    if code_version() == version:  # a commit between the two runs changes every cache key
+        assert s["sources"]["sources[1] getchu"]["cached"] and s["ingest"]["cached"]
+        assert len(site.log) == asked  # the crawl was not run again
+    ws = Workspace.open(home)
+    for cls in (StoredImage, ScrapedImage, FaceCrop, HashRecord, FilterResult):
+        keys = raw_keys(ws, cls)
+        assert keys and len(keys) == len(set(keys)), f"{cls.TABLE}: a row written twice"
+    faces = [r for r in tables.read_table(ws, FilterResult).to_pylist() if r["filter"] == "faces"]
+    assert len(faces) == len(DEMO_IDS) * 4 + 30  # every picture detected, once
+    assert s["dataset"]["version"] == 1 and "finished_at" in json.loads((home / "flows" / "build.json").read_text())
+
+
+def test_ctrl_c_stops_the_crawl_cleanly_and_the_next_build_resumes_it(prefect_api, site, tmp_path):
+    from pipelines.flows import run_build
+
+    slow = project(site, None, **{"sources": [{"site": "getchu", "since": "2015-05", "until": "2015-06", "settings": {
+        "GETCHU_BASE_URL": site.base, **FAST, "DOWNLOAD_DELAY": "0.4", "DOWNLOAD_DELAY_JITTER": "0"}}]})
+    (tmp_path / "headshot.toml").write_text(slow.to_toml())
+    home = tmp_path / "ws"
+    env = {**os.environ, **ENV, "PREFECT_API_URL": prefect_api}
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "--home", str(home), "flow", "build", "--config",
+                             str(tmp_path / "headshot.toml")], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    scrapy: list[int] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not scrapy and proc.poll() is None:
+        scrapy = [p for p in _descendants(proc.pid) if "scrapy crawl" in _cmdline(p)]
+        time.sleep(0.1)
+    assert scrapy, proc.stderr.read()[-3000:] if proc.poll() is not None else "no crawl started"
+    time.sleep(2)  # a few pages in
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted" in err.splitlines()[-1] and "run the same command again" in err.splitlines()[-1]
+    assert [p for p in scrapy if _alive(p)] == []
+    jobs = list((home / "crawl-jobs").iterdir())
+    assert len(jobs) == 1 and (jobs[0] / "headshot-closed").exists()  # Scrapy's clean stop: its queue saved
+    stopped = json.loads((home / "flows" / "build.json").read_text())
+    assert "finished_at" not in stopped
+
+    s = run_build(project(site, None), str(home))  # the same site address: the same crawl job, resumed
+    assert s["build"] == stopped["build"] and s["failed"] == []
+    assert s["sources"]["sources[1] getchu"]["ok"] and not (home / "crawl-jobs" / jobs[0].name).exists()
+    ws = Workspace.open(home)
+    scraped = tables.read_table(ws, ScrapedImage).to_pylist()
+    assert sum(r["status"] == "ok" for r in scraped) == len(DEMO_IDS) * 4
+    for cls in (StoredImage, ScrapedImage):
+        keys = raw_keys(ws, cls)
+        assert len(keys) == len(set(keys)), f"{cls.TABLE}: a row written twice"
