@@ -129,7 +129,8 @@ def crawl_source(req: CrawlRequest, home: str, build: str) -> dict:
     if status and not any(status[s] for s in REACHED):
         top = "; ".join(f"{why} (x{n})" if n > 1 else why for why, n in reasons.most_common(3))
         raise CrawlFailed(f"every request failed: {top}")
-    return {"source": req.source, "run_id": run_id, "rows": dict(status), "seconds": round(time.monotonic() - started, 1)}
+    return {"source": req.source, "run_id": run_id, "rows": dict(status),
+            "seconds": round(time.monotonic() - started, 1)}
 
 
 # --- ingest -----------------------------------------------------------------------------------

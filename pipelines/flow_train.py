@@ -62,7 +62,8 @@ def evaluate_run(home: str, run: str) -> dict:
     if real is None or len(real) < MIN_EVAL:
         real, against = train_set[:cfg.eval_samples], "train"
     if len(real) < MIN_EVAL or len(train_set) < MIN_EVAL:
-        return {"skipped": f"{len(real)} real pictures: evaluating needs at least {MIN_EVAL}", "step": int(state["step"])}
+        return {"skipped": f"{len(real)} real pictures: evaluating needs at least {MIN_EVAL}",
+                "step": int(state["step"])}
     fake = generate(g, latents(len(real), cfg.nz, 10_000 + cfg.seed))
     stem = (src.content_hash or "nohash")[:16]
     figures = evaluate_sets(real, fake, train=train_set, cache_dir=ws.cache / "features",

@@ -27,6 +27,7 @@ from manifests.atomic import write_bytes_atomic
 from manifests.workspace import Workspace, utcnow
 from pipelines import flow_report
 from pipelines.config import HeadshotConfig
+from pipelines.flow_dask import process_runner
 from pipelines.flow_runtime import flow_settings, stop_crawls_on_interrupt
 from pipelines.flow_tasks import (build_version, crawl_task, ingest_paths, map_process, refresh_review, stored)
 from spiders.run import CrawlRequest
@@ -80,7 +81,9 @@ def host_of(req: CrawlRequest) -> str:
 
 def _error(fut) -> str:
     exc = fut.result(raise_on_failure=False)
-    return f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else str(fut.state.message or fut.state.name)
+    if isinstance(exc, BaseException):
+        return f"{type(exc).__name__}: {exc}"
+    return str(fut.state.message or fut.state.name)
 
 
 def _crawl_all(requests: dict[str, CrawlRequest], home: str, build: str) -> dict[str, dict]:
@@ -142,7 +145,8 @@ def build_flow(config: HeadshotConfig | dict | None = None, home: str | None = N
     summary: dict[str, Any] = {"build": build, "home": home}
 
     summary["sources"] = _crawl_all(crawl_requests(config), home, build)
-    failed += [f"{k}: {v['error']}" for k, v in summary["sources"].items() if not v["ok"]]
+    summary["failed_sources"] = {k: v["error"] for k, v in summary["sources"].items() if not v["ok"]}
+    failed += [f"{k}: {why}" for k, why in summary["failed_sources"].items()]
 
     summary["ingest"] = None
     if config.ingest.paths:
@@ -158,7 +162,7 @@ def build_flow(config: HeadshotConfig | dict | None = None, home: str | None = N
             failed.append(f"ingest: {summary['ingest']['error']}")
 
     try:
-        summary["process"] = _process(ws, config.process)
+        summary["process"] = _process(ws, config.process, process_runner(config.flow))  # [flow] task_runner
     except Exception as exc:  # the rows committed so far are kept; the next build goes on from them
         summary["process"] = {"error": f"{type(exc).__name__}: {exc}"}
         failed.append(f"process: {summary['process']['error']}")

@@ -33,7 +33,7 @@ TINY_TRAIN = {"steps": 4, "batch_size": 8, "device": "cpu", "ngf": 8, "ndf": 8, 
               "checkpoint_every": 2, "eval_every": 0, "best_metric": "none", "precision": "fp32",
               "channels_last": "off", "threads": 2, "eval_samples": 16}
 ENV = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-       "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}
+       "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90", "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +126,7 @@ def test_build_runs_every_stage_and_names_the_failing_source(built):
     assert good["ok"] and good["rows"]["ok"] == len(DEMO_IDS) * 4 and good["rows"]["page"] == len(DEMO_IDS) + 2
     assert not bad["ok"] and "every request failed" in bad["error"] and "refused" in bad["error"].lower()
     assert [f.split(":")[0] for f in s["failed"]] == ["sources[2] getchu"]
+    assert s["failed_sources"] == {"sources[2] getchu": bad["error"]}
     assert s["ingest"]["inputs"] == 10 and s["ingest"]["new_images"] == 10
     p = s["process"]
     assert p["jobs"] == len(DEMO_IDS) * 4 + 10 and p["failed"] == 0 and p["crops_new"] > 10
@@ -184,6 +185,24 @@ def test_require_empty_queue_stops_the_version_with_the_reason(built, site):
     assert f"{first['review']['left']} doubtful" in s["dataset"]["why"]
 
 
+def test_flow_build_exits_1_and_names_the_source_that_failed(prefect_api, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipelines import flow_tasks
+    from pipelines.cli import app
+
+    monkeypatch.setattr(flow_tasks, "CRAWL_BACKOFF", 0.0)
+    doc = {"sources": [{"site": "getchu", "since": "2015-07", "until": "2015-07",
+                        "settings": {"GETCHU_BASE_URL": f"http://127.0.0.1:{closed_port()}", **FAST}}],
+           "process": {"detector": {"detector": "animeface"}}}
+    (tmp_path / "headshot.toml").write_text(HeadshotConfig.from_dict(doc).to_toml())
+    out = CliRunner().invoke(app, ["--home", str(tmp_path / "ws"), "flow", "build", "--config",
+                                   str(tmp_path / "headshot.toml")], catch_exceptions=False)
+    assert out.exit_code == 1, out.output
+    assert "crawl sources[1] getchu: FAILED: CrawlFailed: every request failed" in out.output
+    assert "dataset faces: no new version: no crops" in out.output  # nothing to build from, and why
+
+
 def test_flow_build_with_an_unreachable_api_says_how_to_fix_it(tmp_path):
     env = {**os.environ, **ENV, "PREFECT_HOME": str(tmp_path / "ph"),
            "PREFECT_API_URL": f"http://127.0.0.1:{closed_port()}/api"}
@@ -192,6 +211,44 @@ def test_flow_build_with_an_unreachable_api_says_how_to_fix_it(tmp_path):
     assert out.returncode == 2, out.stderr[-2000:]
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "unset PREFECT_API_URL" in lines[0] and "prefect server start" in lines[0]
+
+
+def test_map_process_on_another_task_runner_gives_run_s_outcomes_and_caches_them_by_content(prefect_api, tmp_path):
+    from dataclasses import replace
+
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from curation import process as process_stage
+    from curation.ingest import ingest
+    from pipelines.flow_tasks import map_process
+    from replicas.drawn import write_faces
+
+    write_faces(tmp_path / "art", 10)
+    ws = Workspace.open(tmp_path / "ws")
+    ingest([str(tmp_path / "art")], ws, progress=False)
+    cfg = replace(process_stage.ProcessConfig(), detector=replace(process_stage.ProcessConfig().detector,
+                                                                  detector="animeface"))
+    jobs = process_stage.plan(ws, cfg)
+    ctx = process_stage.context(ws, cfg)
+    first = list(map_process(jobs, ctx, ThreadPoolTaskRunner(max_workers=2)))
+    assert [cached for _, cached in first] == [False, False]  # 10 images: chunks of 8 and 2
+    by_image = {o.image_sha256: o for outcomes, _ in first for o in outcomes}
+    assert sorted(by_image) == sorted(j.image_sha256 for j in jobs)
+    direct = process_stage.run(jobs[0], ctx)
+    assert [c.crop_id for c in by_image[jobs[0].image_sha256].crops] == [c.crop_id for c in direct.crops]
+    again = list(map_process(jobs, ctx, ThreadPoolTaskRunner(max_workers=2)))
+    assert [cached for _, cached in again] == [True, True]
+    assert {o.image_sha256: [c.crop_id for c in o.crops] for outcomes, _ in again for o in outcomes} == \
+        {k: [c.crop_id for c in o.crops] for k, o in by_image.items()}
+    other = replace(cfg, crop=replace(cfg.crop, margin=cfg.crop.margin + 0.05))  # another setting, another key
+    from prefect import flow
+
+    @flow
+    def on_the_flow_s_runner() -> list[bool]:
+        return [cached for _, cached in map_process(jobs, process_stage.context(ws, other))]
+
+    assert on_the_flow_s_runner() == [False, False]
+    assert len(list((tmp_path / "ws" / "flows" / "results").iterdir())) == 4
 
 
 # --- train when ready -------------------------------------------------------------------------
