@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import typer
 
-from pipelines.cli_app import _config, _fail, _home, _project_path, _State, app
+from pipelines.cli_app import _config, _fail, _fail_config, _home, _project_path, _State, app
 
 flow_app = typer.Typer(help="Prefect flows: the whole build, and training once a new dataset version is ready.",
                        no_args_is_help=True)
@@ -98,4 +98,30 @@ def flow_train(config: Optional[str] = typer.Option(None, "--config", metavar="F
         raise typer.Exit(130)
 
 
-__all__ = ["flow_app", "flow_build", "flow_train"]
+@flow_app.command("serve")
+def flow_serve(
+    config: Optional[str] = typer.Option(None, "--config", metavar="FILE", help=CONFIG_HELP),
+    port: int = typer.Option(4200, "--port", help="Port of the Prefect server (and UI) serve starts; 0 for any "
+                                                  "free one. Not used when PREFECT_API_URL names a server."),
+) -> None:
+    """Serve the [schedule] cron lines until Ctrl-C or SIGTERM: `build` runs the build flow,
+    `train` the train-when-ready flow (without a train line: after each completed build). Both
+    can also be started by hand from the Prefect UI.
+
+    Unless PREFECT_API_URL names a server, starts `prefect server start` on 127.0.0.1 (its
+    database in <home>/flows/prefect-server/), prints the UI's address, and stops it on exit.
+    A cron line that never fires, a schedule of no flow or an unreachable PREFECT_API_URL is one
+    line and exit code 2.
+
+    Example: headshot flow serve --config headshot.toml   (then open http://127.0.0.1:4200)
+    """
+    from pipelines.serve import ServeError, serve
+
+    cfg, home = _project(config)
+    try:
+        serve(cfg, home, port=port, echo=lambda line: typer.echo(line))
+    except ServeError as exc:
+        _fail_config(exc)
+
+
+__all__ = ["flow_app", "flow_build", "flow_serve", "flow_train"]
