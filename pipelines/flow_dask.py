@@ -6,11 +6,12 @@
     # dask_address = "tcp://10.0.0.5:8786"   # or a running scheduler
 
 Every Dask worker must report to the flow's Prefect API: a worker with no PREFECT_API_URL starts
-a temporary Prefect server of its own (an 8-task map took 11-44 s that way, 2.8 s sharing the
-flow's; bench/flow_overhead.py). The local cluster's workers are handed the flow's API URL; the
-workers of a cluster given by address are someone else's processes, so they need PREFECT_API_URL
-set where they run, and the workspace on a path they share (the README, "From one laptop to a
-cluster"). prefect-dask is imported only when dask is chosen: it brings all of distributed.
+a temporary Prefect server of its own (the process stage on 96 images took 24.0 s that way,
+12.4 s sharing the flow's; bench/flow_overhead.py). The local cluster's workers are handed the
+flow's API URL; the workers of a cluster given by address are someone else's processes, so they
+need PREFECT_API_URL set where they run, and the workspace on a path they share (the README,
+"From one laptop to a cluster"). prefect-dask is imported only when dask is chosen: it brings
+all of distributed.
 """
 
 from __future__ import annotations
