@@ -114,7 +114,9 @@ def raw_keys(ws: Workspace, cls) -> list[tuple]:
 def artifact(key: str):
     from prefect.artifacts import Artifact
 
-    return Artifact.get(key)
+    # Sync on purpose: after other suites (a browser's, a local S3's) this thread may look like
+    # an async context to Prefect's dispatch, which would hand back a coroutine.
+    return Artifact.get(key, _sync=True)
 
 
 # --- build ------------------------------------------------------------------------------------

@@ -202,12 +202,12 @@ def test_credentials_from_the_environment_and_never_printed(laptop, s3, tmp_path
 
 
 def test_a_file_url_and_a_local_parquet_export_train_too(laptop, tmp_path):
-    res = publish_dataset(laptop, "faces", 1, (tmp_path / "shared").as_uri())
-    assert res.path == (tmp_path / "shared" / "faces-v1.parquet").as_uri()
-    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["faces-v1", "faces-v1.parquet"]  # no temp
+    res = publish_dataset(laptop, "faces", 1, (tmp_path / "published").as_uri())
+    assert res.path == (tmp_path / "published" / "faces-v1.parquet").as_uri()
+    assert sorted(p.name for p in (tmp_path / "published").iterdir()) == ["faces-v1", "faces-v1.parquet"]  # no temp
     local = dataset_source(laptop, "faces@v1")
     other = Workspace.open(tmp_path / "other")
-    for ref in (res.path, str(tmp_path / "shared" / "faces-v1.parquet"),
+    for ref in (res.path, str(tmp_path / "published" / "faces-v1.parquet"),
                 str(export_dataset(laptop, "faces", 1, tmp_path / "one.parquet", fmt="parquet").path)):  # bytes inside
         src = dataset_source(other, ref)
         assert src.content_hash == local.content_hash and torch.equal(first_batch(src), first_batch(local)), ref
