@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,6 +14,24 @@ from typing import Callable
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A suite started in the background of a non-interactive shell (`make test &`, nohup) inherits
+# SIGINT ignored, and every command a test starts would inherit that too: the tests that press
+# Ctrl-C on a crawl or a training would see it ignored. A handler here is reset to the default
+# in each child at exec, so children get a normal Ctrl-C whoever started the suite.
+# The same after a test whose code left SIGINT ignored in this process: checked before each test.
+def _normal_ctrl_c() -> None:
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+_normal_ctrl_c()
+
+
+@pytest.fixture(autouse=True)
+def normal_ctrl_c():
+    _normal_ctrl_c()
+    yield
 
 
 def shared_path(*parts: str) -> Path:
