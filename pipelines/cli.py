@@ -229,14 +229,23 @@ def init(
 def demo(
     home: Optional[str] = typer.Option(None, "--home", help="Workspace for the demo (default ./demo-workspace)."),
     count: int = typer.Option(48, help="How many artworks to generate."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1,
+                                        help="Training steps (default 300: a few minutes on two cores)."),
 ) -> None:
-    """Run the pipeline offline on generated artwork, in its own workspace.
+    """Run the whole pipeline offline through the Prefect flows, in its own workspace: crawl a
+    local replica site, ingest generated art, find and filter faces, write a dataset version,
+    train a DCGAN on it for a few minutes, and evaluate it.
 
     Example: headshot demo && headshot --home demo-workspace status
     """
     from pipelines.demo import run_demo
+    from pipelines.flow_runtime import ApiUnreachable
 
-    run_demo(home or _State.home or "demo-workspace", count=count, echo=typer.echo, config=_config())
+    try:
+        run_demo(home or _State.home or "demo-workspace", count=count, echo=typer.echo, config=_config(),
+                 train={"steps": steps} if steps else None)
+    except ApiUnreachable as exc:
+        _fail(str(exc), 2)
 
 
 def _disk_full_line(exc: BaseException) -> str | None:

@@ -30,10 +30,9 @@ from manifests.workspace import Workspace
 from pipelines.cli import app
 from pipelines.config import FlowSection, HeadshotConfig
 from tests.curation.test_stage import _draw, snapshot
+from tests.pipelines.conftest import ENV
 
 REPO = Path(__file__).resolve().parents[2]
-ENV = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-       "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}
 CFG = ProcessConfig(detector=replace(ProcessConfig().detector, detector="animeface"), workers=2)
 
 
@@ -213,21 +212,6 @@ def test_serve_registers_the_schedule_a_cron_run_completes_a_train_follows_and_s
 
 
 # --- Dask -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    """A Prefect test server for the Dask runs (the workers are pointed at it)."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {**ENV, "PREFECT_HOME": str(home)}.items():
-            mp.setenv(k, v)
-        mp.delenv("PREFECT_API_URL", raising=False)
-        from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
-        from prefect.testing.utilities import prefect_test_harness
-
-        with temporary_settings(updates={PREFECT_HOME: str(home)}), prefect_test_harness(server_startup_timeout=60):
-            yield PREFECT_API_URL.value()
 
 
 def _ingested(root: Path, names: list[str], seeds) -> list[Workspace]:

@@ -26,29 +26,13 @@ from manifests.records import FaceCrop, FilterResult, HashRecord, ScrapedImage, 
 from manifests.workspace import Workspace
 from pipelines.config import HeadshotConfig
 from pipelines.demo import DEMO_IDS
+from tests.pipelines.conftest import ENV
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"DOWNLOAD_DELAY": "0", "AUTOTHROTTLE_ENABLED": "False", "HEADSHOT_BACKOFF": "0.1", "LOG_LEVEL": "WARNING"}
 TINY_TRAIN = {"steps": 4, "batch_size": 8, "device": "cpu", "ngf": 8, "ndf": 8, "sample_every": 2,
               "checkpoint_every": 2, "eval_every": 0, "best_metric": "none", "precision": "fp32",
               "channels_last": "off", "threads": 2, "eval_samples": 16}
-ENV = {"DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-       "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90", "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    """The module's Prefect test server; yields its API URL."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in {**ENV, "PREFECT_HOME": str(home)}.items():
-            mp.setenv(k, v)
-        mp.delenv("PREFECT_API_URL", raising=False)
-        from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
-        from prefect.testing.utilities import prefect_test_harness
-
-        with temporary_settings(updates={PREFECT_HOME: str(home)}), prefect_test_harness(server_startup_timeout=60):
-            yield PREFECT_API_URL.value()
 
 
 @pytest.fixture(scope="module")
