@@ -2,8 +2,9 @@
 back through others.
 
     pipelines -> {spiders, curation, training} -> manifests
-    media: decoding and storing images; imported by spiders and curation (and pipelines above
-           them); imports manifests only
+    media: decoding and storing images, and the image features (EfficientNet-Lite0) both the
+           curation stages and the training metrics use; imported by spiders, curation and
+           training (and pipelines above them); imports manifests only
     replicas: drawn art and site replicas for the demo and tests; imported by pipelines, tests
               and bench only; imports manifests and media only
 
@@ -30,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "media": {"manifests"},
     "spiders": {"manifests", "media"},
     "curation": {"manifests", "media"},
-    "training": {"manifests"},
+    "training": {"manifests", "media"},  # media.features: the metrics' features, shared with curation
     "pipelines": {"manifests", "media", "spiders", "curation", "training", "replicas"},
     # Replicas stand in for the web: what they serve must not lean on the code under test
     # (tests/test_layout.py holds them to the same).
