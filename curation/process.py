@@ -24,10 +24,12 @@ from media.decode import bounded, decode_upright, prepare_from, with_alpha
 
 from . import selection
 from .crop import crop_id, make_crop, square_box
-from .detect import Face, detect_faces, detection_key, detector_version, disagreement, prepare
+from .detect import Face, detect_faces, detector_version, disagreement, prepare
 from .filters import FilterConfig, Verdict, run_face_filters, run_image_filters
 from .selection import CropSettings
 from .hashes import hash_records, sha256_of_image_pixels
+from .subject import (FALLBACK_FILTER, FALLBACK_REASON, WHOLE, WHOLE_VERSION, fallback_params, find_subject,
+                      process_key, subject_version, whole_params, whole_square)
 from .process_types import Job, Outcome, ProcessConfig  # noqa: F401  (part of this module's API)
 
 
@@ -40,6 +42,7 @@ def _record(v: Verdict, subject: str, cfg: FilterConfig) -> FilterResult:
     return replace(v.record(subject), doubtful=bool(v.doubtful), version=filter_version(v.filter, cfg))
 
 
+UNREADABLE = "the image could not be processed"  # how the ledger's "faces" row starts for a picture that failed
 CROP_MODE = 0o444
 WHOLE_HASH_SIDE = 1600  # the working size of whole-picture hashes when detection has none
 
@@ -62,7 +65,8 @@ class ProcessContext:
 
 
 def context(ws: Workspace, cfg: ProcessConfig) -> ProcessContext:
-    return ProcessContext(str(ws.home), cfg, detection_key(cfg.detector), detector_version(cfg.detector))
+    version = subject_version(cfg) if cfg.subject == "whole" else detector_version(cfg.detector)
+    return ProcessContext(str(ws.home), cfg, process_key(cfg), version)
 
 
 def worker_setup() -> None:
@@ -102,6 +106,12 @@ def _refilter(job: Job, ctx: ProcessContext) -> Outcome:
     return out
 
 
+def _subject_view(upright, image):
+    """What the subject is found on: the picture with its transparency where it has some (the
+    opaque part is the subject), else the prepared picture."""
+    return with_alpha(upright) if upright.has_transparency_data else image
+
+
 def _work(job: Job, ctx: ProcessContext) -> Outcome:
     cfg, home = ctx.cfg, Path(ctx.home)
     upright = decode_upright((home / job.blob_path).read_bytes())  # once, for crops, filters and hashes
@@ -109,26 +119,40 @@ def _work(job: Job, ctx: ProcessContext) -> Outcome:
     width, height = image.size
     out = Outcome(job.image_sha256)
     faces = job.faces
+    fallback = job.whole  # `auto`, no face found earlier: the whole picture now
     if faces is None:
         out.filters += [_record(v, job.image_sha256, cfg.filters) for v in run_image_filters(image, cfg.filters)]
         # One working copy for detection and the picture's hash: shrunk once, not per use.
         work = bounded(image, cfg.detector.max_side)
-        faces = detect_faces(work, cfg.detector, source_size=image.size)
-        doubts = disagreement(faces, cfg.detector)
-        reason = (f"{len(faces)} face(s) found" if faces else "no face found") + (
-            "; " + "; ".join(doubts) if doubts else "")
-        out.filters.append(FilterResult(subject_id=job.image_sha256, filter="faces", score=float(len(faces)),
-                                        threshold=1.0, passed=bool(faces), version=ctx.det_key,
-                                        reason=reason, doubtful=bool(doubts)))
+        if cfg.subject == WHOLE:
+            subject, how = find_subject(_subject_view(upright, image))
+            faces = [subject]
+            out.filters.append(FilterResult(subject_id=job.image_sha256, filter="faces", score=1.0, threshold=1.0,
+                                            passed=True, version=ctx.det_key, doubtful=False,
+                                            reason=f"the whole picture, centred on its subject ({how}; --subject whole)"))
+        else:
+            faces = detect_faces(work, cfg.detector, source_size=image.size)
+            doubts = disagreement(faces, cfg.detector)
+            reason = (f"{len(faces)} face(s) found" if faces else "no face found") + (
+                "; " + "; ".join(doubts) if doubts else "")
+            out.filters.append(FilterResult(subject_id=job.image_sha256, filter="faces", score=float(len(faces)),
+                                            threshold=1.0, passed=bool(faces), version=ctx.det_key,
+                                            reason=reason, doubtful=bool(doubts)))
+            fallback = not faces and cfg.subject == "auto"
         # The picture's own hash, alpha kept: a transparent sprite is also hashed on black, which
         # is how a copy saved without its alpha channel still matches. At the working size: a
         # 32 x 32 hash of a 9000 px picture is the same as of its 1600 px copy, within a bit or two.
         side = cfg.detector.max_side or WHOLE_HASH_SIDE
-        whole = work if upright is image and side == cfg.detector.max_side else bounded(with_alpha(upright), side)
-        out.hashes += hash_records(job.image_sha256, whole, cfg.image_hashing)
-    params = cfg.detector.params_json()
+        hashed = work if upright is image and side == cfg.detector.max_side else bounded(with_alpha(upright), side)
+        out.hashes += hash_records(job.image_sha256, hashed, cfg.image_hashing)
+    if fallback:
+        faces = [find_subject(_subject_view(upright, image))[0]]
+    detector_params = cfg.detector.params_json()
     for face in faces:
-        box = square_box(face, width, height, cfg.crop)
+        whole = face.detector == WHOLE
+        params = (whole_params() if cfg.subject == WHOLE else fallback_params(detector_params)) if whole \
+            else detector_params
+        box = whole_square(face, width, height) if whole else square_box(face, width, height, cfg.crop)
         crop = make_crop(image, box, cfg.crop)
         cid = crop_id(job.image_sha256, face.box, params, cfg.crop.margin, cfg.crop.size, pad=cfg.crop.pad)
         buf = io.BytesIO()
@@ -144,6 +168,10 @@ def _work(job: Job, ctx: ProcessContext) -> Outcome:
             detector_params=params, score=float(face.score), crop_path=rel, size=cfg.crop.size,
             crop_sha256=sha256_of_image_pixels(crop), pad=cfg.crop.pad,
         ))
+        if whole and cfg.subject != WHOLE:  # an `auto` fallback: a person decides
+            out.filters.append(FilterResult(subject_id=cid, filter=FALLBACK_FILTER, score=0.0, threshold=1.0,
+                                            passed=True, version=WHOLE_VERSION, reason=FALLBACK_REASON,
+                                            doubtful=True))
         verdicts = run_face_filters(face.w, face.h, width, height, crop, job.published_at, cfg.filters)
         out.filters += [_record(v, cid, cfg.filters) for v in verdicts]
         out.hashes += hash_records(cid, crop, cfg.hashing)
@@ -195,16 +223,17 @@ def _published(ws: Workspace) -> dict[str, datetime]:
 def plan(ws: Workspace, cfg: ProcessConfig) -> list[Job]:
     """The work the present settings call for, takes no lock: images to detect, then images to
     re-crop from their stored boxes, then images whose filter verdicts are stale (`Job.kind`)."""
-    det_key = detection_key(cfg.detector)
+    det_key = process_key(cfg)
     images = {r["image_sha256"]: r for r in tables.read_table(
         ws, StoredImage, ["image_sha256", "status", "blob_path", "width", "height"]).to_pylist()
         if r["status"] == "ok" and r["blob_path"]}
-    ledger = tables.read_table(ws, FilterResult, ["subject_id", "filter", "version", "score"]).to_pylist()
+    ledger = tables.read_table(ws, FilterResult, ["subject_id", "filter", "version", "score", "reason"]).to_pylist()
     detected = {r["subject_id"]: r["score"] for r in ledger if r["filter"] == "faces" and r["version"] == det_key}
+    unreadable = {r["subject_id"] for r in ledger if r["filter"] == "faces" and r["version"] == det_key
+                  and r["reason"].startswith(UNREADABLE)}
     have = {(r["subject_id"], r["filter"]): r["version"] for r in ledger}
-    params = cfg.detector.params_json()
     settings = CropSettings.of(cfg)
-    crops = [r for r in tables.read_table(ws, FaceCrop).to_pylist() if r["detector_params"] == params]
+    crops = [r for r in tables.read_table(ws, FaceCrop).to_pylist() if settings.makes_params(r["detector_params"])]
     boxes: dict[str, dict[tuple, Face]] = {}
     current: dict[str, list[dict]] = {}
     for r in crops:
@@ -224,6 +253,11 @@ def plan(ws: Workspace, cfg: ProcessConfig) -> list[Job]:
             detect.append(job)
         elif detected[sha] > 0 and sha not in current and sha in boxes:
             job.faces = sorted(boxes[sha].values(), key=lambda f: f.box)
+            recrop.append(job)
+        elif cfg.subject == "auto" and detected[sha] == 0 and sha not in current and sha not in unreadable:
+            # No face found: the whole picture stands in (from its stored box at other settings).
+            job.faces = sorted(boxes.get(sha, {}).values(), key=lambda f: f.box)
+            job.whole = not job.faces
             recrop.append(job)
         else:
             job.refilter_image = stale(sha, IMAGE_FILTERS)
@@ -248,7 +282,7 @@ def _rows(outcome: Outcome, det_key: str) -> list:
         # Recorded as seen, with the reason: a rerun would fail the same way.
         return [FilterResult(subject_id=outcome.image_sha256, filter="faces", score=0.0, threshold=1.0,
                              passed=False, version=det_key,
-                             reason=f"the image could not be processed: {outcome.error}")]
+                             reason=f"{UNREADABLE}: {outcome.error}")]
     return [*outcome.crops, *outcome.hashes, *outcome.filters]
 
 
@@ -270,7 +304,7 @@ def commit(ws: Workspace, outcomes: list[Outcome], run_id: str, cfg: ProcessConf
     settings' crop selection, once per run."""
     cfg = cfg or ProcessConfig()
     report = report or ProcessReport(run_id)
-    det_key = detection_key(cfg.detector)
+    det_key = process_key(cfg)
     buf = RowBuffer()
     for o in outcomes:
         _tally(report, o)

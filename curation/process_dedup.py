@@ -21,7 +21,7 @@ from manifests.workspace import Workspace
 from . import selection
 from .selection import CropSettings
 from .dedup import Candidate, borderline, dup_groups, is_lossless, open_index
-from .detect import detection_key
+from .subject import process_key
 from .nearindex_store import save_index
 from .hashes import HASH_LIBRARY_VERSION, from_hex
 
@@ -162,7 +162,7 @@ def summary(ws: Workspace, cfg) -> dict[str, Any]:
     ledger: dict[str, list[dict]] = {}
     for r in tables.read_table(ws, FilterResult).to_pylist():
         ledger.setdefault(r["subject_id"], []).append(r)
-    det_key = detection_key(cfg.detector)
+    det_key = process_key(cfg)
     images = [r for r in tables.read_table(ws, StoredImage, ["image_sha256", "status"]).to_pylist() if r["status"] == "ok"]
     no_face = sum(1 for r in images for f in ledger.get(r["image_sha256"], [])
                   if f["filter"] == "faces" and f["version"] == det_key and not f["passed"])

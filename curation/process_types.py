@@ -29,9 +29,19 @@ class ProcessConfig:
     # 0-2 bits at any size, and every other pair at 12 or more.
     image_hashing: HashConfig = field(default_factory=HashConfig)
     dedup_policy: str = "largest,lossless,original,earliest"
+    # What a crop is centred on (curation/subject.py): "faces" (the detectors), "whole" (one
+    # square per picture, centred on its subject: pictures that are already headshots) or
+    # "auto" (the detectors, else the whole picture as a doubtful crop).
+    subject: str = "faces"
     workers: int = 0  # 0 = one per core
     part_rows: int = 2000
     part_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        from .subject import SUBJECTS
+
+        if self.subject not in SUBJECTS:
+            raise ValueError(f"subject must be one of {', '.join(SUBJECTS)}, not {self.subject!r}")
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -54,6 +64,8 @@ class Job:
     refilter_image: bool = False
     refilter_crops: dict[str, tuple[Face, str]] = field(default_factory=dict)
     size: tuple[int, int] = (0, 0)  # the image's width and height after orientation
+    # `--subject auto`, no face found: crop the whole picture (faces is then []).
+    whole: bool = False
 
     @property
     def filters_only(self) -> bool:

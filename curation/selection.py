@@ -4,7 +4,9 @@ Crops of other settings stay on disk and in the crops table (a setting changed b
 nothing), so every reader of crops (the process stage's planner and near-duplicate pass, the
 review queue, dataset builds, `headshot status`) asks this module which rows are current.
 A crop is current when every setting that shapes its pixels matches: the detector's
-parameters, the margin, the size and the border policy (`pad`). The latest process run
+parameters, the margin, the size and the border policy (`pad`), and what it is centred on
+(`subject`: under `auto` an image's whole-picture fallback crop is current beside the face
+crops of the same detectors; under `whole` only whole-picture crops are). The latest process run
 records its settings in the workspace's selection file.
 """
 
@@ -19,6 +21,8 @@ from manifests.atomic import write_bytes_atomic
 from manifests.records import FaceCrop
 from manifests.workspace import Workspace
 
+from .subject import fallback_params, whole_params
+
 # What the crops table held before `pad` was a column: crops made with the default policy.
 LEGACY_PAD = "shift"
 COLUMNS = ("detector_params", "margin", "size", "pad")
@@ -28,26 +32,35 @@ COLUMNS = ("detector_params", "margin", "size", "pad")
 class CropSettings:
     """Every setting that shapes a crop's pixels."""
 
-    detector_params: str
+    detector_params: str  # under `whole`, the whole-picture rule's (curation/subject.py)
     margin: float
     size: int
     pad: str = LEGACY_PAD
+    subject: str = "faces"
 
     @classmethod
     def of(cls, cfg) -> "CropSettings":
         """From a ProcessConfig."""
-        return cls(cfg.detector.params_json(), float(cfg.crop.margin), int(cfg.crop.size), cfg.crop.pad)
+        params = whole_params() if cfg.subject == "whole" else cfg.detector.params_json()
+        return cls(params, float(cfg.crop.margin), int(cfg.crop.size), cfg.crop.pad, cfg.subject)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CropSettings":
-        return cls(d["detector_params"], float(d["margin"]), int(d["size"]), d.get("pad") or LEGACY_PAD)
+        return cls(d["detector_params"], float(d["margin"]), int(d["size"]), d.get("pad") or LEGACY_PAD,
+                   d.get("subject") or "faces")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"detector_params": self.detector_params, "margin": self.margin, "size": self.size, "pad": self.pad}
+        return {"detector_params": self.detector_params, "margin": self.margin, "size": self.size, "pad": self.pad,
+                "subject": self.subject}
+
+    def makes_params(self, detector_params: str) -> bool:
+        """Whether crops with these detector parameters are of these settings' detectors (any margin or size)."""
+        return detector_params == self.detector_params or (
+            self.subject == "auto" and detector_params == fallback_params(self.detector_params))
 
     def makes(self, detector_params: str, margin: float, size: int, pad: str | None = None) -> bool:
         """Whether a crop made with these settings is one these settings make (margins are float32 in Parquet)."""
-        return (detector_params == self.detector_params and abs(float(margin) - self.margin) < 1e-6
+        return (self.makes_params(detector_params) and abs(float(margin) - self.margin) < 1e-6
                 and int(size) == self.size and (pad or LEGACY_PAD) == self.pad)
 
     def makes_row(self, row: dict[str, Any]) -> bool:

@@ -113,6 +113,10 @@ def crawl(
 @app.command()
 def process(
     detector: Optional[str] = typer.Option(None, help="lbp | haar | animeface | ensemble (default: the ensemble)."),
+    subject: Optional[str] = typer.Option(None, help="faces (the detectors; anime sites) | whole (one square per "
+                                          "picture, centred on its subject: sources of headshots) | auto (faces, "
+                                          "else the whole picture as a doubtful crop; DeviantArt furry and cartoon "
+                                          "searches). Default: [process] subject, else faces."),
     margin: Optional[float] = typer.Option(None, help="Crop margin, a fraction of the face side on each side."),
     size: Optional[int] = typer.Option(None, help="Crop size in pixels: 64, 128 or 256."),
     radius: Optional[int] = typer.Option(None, help="Hamming radius within which crops are near-duplicates."),
@@ -127,6 +131,7 @@ def process(
     named options win over --set.
 
     Example: headshot process --margin 0.3 --size 128 --set filters.min_sharpness=0.4
+    Example: headshot process --subject auto      (furry and cartoon headshots: no picture lost)
     """
     from dataclasses import replace
 
@@ -145,6 +150,8 @@ def process(
     try:
         if detector:
             cfg = replace(cfg, detector=replace(cfg.detector, detector=detector))
+        if subject:
+            cfg = replace(cfg, subject=subject)
         if margin is not None or size is not None:
             cfg = replace(cfg, crop=replace(cfg.crop, **{k: v for k, v in (("margin", margin), ("size", size)) if v is not None}))
         if radius is not None:

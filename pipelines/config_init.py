@@ -39,6 +39,9 @@ DOCS: dict[str, str] = {
     "ingest.max_pixels": "Pictures with more pixels (width x height) are refused: decompression bombs",
     "ingest.max_bytes": "Files read or downloaded over this many bytes are kept as too_large",
     "process": "`headshot process`: detect faces, crop, filter, hash and group near-duplicates; --set KEY=VALUE wins",
+    "process.subject": ("What a crop is centred on: faces (the detectors), whole (one square per picture, centred on "
+                        "its subject: pictures that are already headshots) or auto (faces, else the whole picture "
+                        "as a doubtful crop); --subject wins"),
     "process.dedup_policy": "Which crop of a near-duplicate group is kept: criteria in order, the first decides",
     "process.workers": "Processes, 0 for one per core; --workers wins",
     "process.part_rows": "Rows per manifest part written while a run goes (a killed run resumes from them)",

@@ -13,6 +13,7 @@ from curation.crop import PADS, SIZES as CROP_SIZES
 from curation.dedup import parse_policy
 from curation.detect import DETECTORS, RULES as ENSEMBLE_RULES
 from curation.hashes import ALGORITHMS
+from curation.subject import SUBJECTS
 from manifests.datasets import DatasetError, check_name
 from spiders.run import SOURCES as SITES
 from training.config import DEVICES, PRESETS, SIZES as TRAIN_SIZES
@@ -145,6 +146,7 @@ RULES: dict[str, Rule] = {
     "process.crop.margin": Rule(lo=0, hi=2),
     "process.crop.size": Rule(choices=CROP_SIZES),
     "process.crop.pad": Rule(choices=PADS),
+    "process.subject": Rule(choices=SUBJECTS),
     "process.filters.min_colour": Rule(lo=0),
     "process.filters.max_tint_share": Rule(lo=0, hi=1),
     "process.filters.min_sharpness": Rule(lo=0),
