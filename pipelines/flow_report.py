@@ -96,7 +96,10 @@ def train_lines(s: dict[str, Any]) -> list[str]:
         lines.append("  stopped with a checkpoint: run `headshot flow train` again to go on")
     ev = s.get("evaluation") or {}
     if "kid_x1e3" in ev:
-        lines.append(f"  KID x1e3 {ev['kid_x1e3']:.2f} (+- {ev['kid_x1e3_std']:.2f}), precision {ev['precision']:.3f}, "
+        # A spread of 0 means every KID subset was the whole of both sets (a small split), not certainty.
+        spread = (f"+- {ev['kid_x1e3_std']:.2f}" if ev.get("kid_x1e3_std") else
+                  f"on all {ev.get('n_real', '?')} real and {ev.get('n_fake', '?')} generated pictures: no spread")
+        lines.append(f"  KID x1e3 {ev['kid_x1e3']:.2f} ({spread}), precision {ev['precision']:.3f}, "
                      f"recall {ev['recall']:.3f}, copy rate {ev.get('copy_rate', 0):.3f}, against the {ev['against']}")
     elif ev.get("skipped"):
         lines.append(f"  evaluation skipped: {ev['skipped']}")
