@@ -2,8 +2,8 @@
 
 import argparse
 
-from bench import (big_picture, crawl_throughput, dead_host, detect_eval, eval_time, flow_overhead, ingest_throughput,
-                   neardup, process_throughput, review_speed)
+from bench import (big_picture, crawl_throughput, dead_host, detect_eval, embed_speed, eval_time, flow_overhead,
+                   ingest_throughput, neardup, process_throughput, review_speed)
 
 BENCHES = {
     "ingest": ingest_throughput.main,
@@ -16,6 +16,7 @@ BENCHES = {
     "big_picture": lambda: big_picture.main([]),
     "eval_time": eval_time.main,
     "flow_overhead": flow_overhead.main,
+    "embed_speed": lambda: embed_speed.main([]),
 }
 
 if __name__ == "__main__":
