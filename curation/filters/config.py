@@ -14,9 +14,17 @@ class FilterConfig:
     # One-ink pictures (line art, manga, their face boxes) measure <= 0.83, colour art >= 1.36
     # (a pink one-hue painting; the rest >= 2.5, generated faces >= 3.3).
     min_colour: float = 1.05
-    # Share of the light tones painted in one strong hue at which a picture counts as printed on
-    # tinted paper (a duotone): an orange/navy manga print measures >= 0.89, colour art <= 0.74.
-    max_tint_share: float = 0.81
+    # Share of the whole picture that is light and in one strong hue at which a picture with little
+    # colour across hues counts as printed on tinted paper (a duotone): an orange/navy manga print
+    # and its face crop measure >= 0.71, colour art and its face crops <= 0.57 (a cream background,
+    # warm skin).
+    max_tint_share: float = 0.65
+    # Share of bare paper from which a drawing in strokes counts as a sketch (line art, a pencil
+    # sketch in one or two pencils): a scanned pencil sketch measures 0.90, colour art on white <= 0.86.
+    min_paper_share: float = 0.88
+    # Share of the drawing in colour below which a grey picture counts as grey with an accent: a
+    # black-and-white banner with a red title measures 0.06, grey characters with coloured eyes >= 0.11.
+    min_colour_area: float = 0.085
     # Fine-to-coarse detail x distinct pixels x edge cover. Sharp art (stored size, 128 px crops,
     # flat-shaded cartoons at 64-512 px) measures >= 0.8; a Gaussian blur of radius 3 at 256 px
     # <= 0.21, a 3x soft upscale <= 0.39, a 4x nearest-neighbour upscale <= 0.13.
