@@ -7,6 +7,8 @@ keeper: a chain can join crops that are further apart than the radius, and that 
 Keeper policies are comma-separated criteria, applied in order, ties broken by the next
 criterion and finally by id (so the choice is stable across runs):
 
+    clean       the clean copy first: no marks drawn over the art (a detector's boxes, landmark
+                dots), then not heavily JPEG-compressed (curation/cleanliness.py)
     largest     more pixels first (a 2x upscale also wins: pair this with review if that matters)
     lossless    lossless files (PNG, lossless WebP, BMP, TIFF, GIF) before lossy (JPEG, lossy WebP, AVIF)
     original    the original source before reposts
@@ -14,7 +16,9 @@ criterion and finally by id (so the choice is stable across runs):
     latest      latest publication first; unknown dates last
     most_bytes  bigger files first (at one resolution, usually the less compressed)
 
-The default, "largest,lossless,original,earliest", keeps the most pixels for training.
+The default, "clean,largest,lossless,original,earliest", keeps the clean copy, and of clean
+copies the one with the most pixels for training: a bigger copy with boxes drawn over the faces
+loses to the smaller clean one.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from curation.nearindex import MultiIndexHash
 from curation.nearindex_store import load_index
 from manifests.records import DupGroup
 
-DEFAULT_POLICY = "largest,lossless,original,earliest"
+DEFAULT_POLICY = "clean,largest,lossless,original,earliest"
 LOSSLESS_FORMATS = frozenset({"PNG", "APNG", "BMP", "TIFF", "GIF", "PPM", "TGA"})
 
 
@@ -47,6 +51,14 @@ class Candidate:
     is_original_source: bool = True
     published_at: datetime | None = None
     bytes: int = 0
+    marks: float = 0.0  # share of the crop that is drawn-on strokes (cleanliness.drawn_marks)
+    compression: float = 0.0  # the file's JPEG quantiser (cleanliness.compression); 0 = lossless
+
+    @property
+    def dirty(self) -> tuple[bool, bool]:
+        from curation.cleanliness import COMPRESSED, MARKED
+
+        return self.marks >= MARKED, self.compression > COMPRESSED
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ def _timestamp(when: datetime) -> float:
 
 
 _CRITERIA: dict[str, Callable[[Candidate], object]] = {
+    "clean": lambda c: c.dirty,
     "largest": lambda c: -(c.width * c.height),
     "lossless": lambda c: not c.lossless,
     "original": lambda c: not c.is_original_source,
@@ -98,6 +111,26 @@ def choose_keeper(members: Sequence[Candidate], policy: str = DEFAULT_POLICY) ->
         raise ValueError("choose_keeper needs at least one member")
     keys = [_CRITERIA[name] for name in parse_policy(policy)]
     return min(members, key=lambda c: (*(k(c) for k in keys), c.id)).id
+
+
+def why_kept(keeper: Candidate, other: Candidate, policy: str = DEFAULT_POLICY) -> str:
+    """The first criterion of the policy on which the keeper beat `other`, in words."""
+    for name in parse_policy(policy):
+        k = _CRITERIA[name]
+        if k(keeper) != k(other):
+            if name == "clean":
+                from curation.cleanliness import describe
+
+                return (f"the keeper is the clean copy ({describe(keeper.marks, keeper.compression)}; this one: "
+                        f"{describe(other.marks, other.compression)})")
+            return {"largest": f"the keeper is larger ({keeper.width}x{keeper.height} px against "
+                               f"{other.width}x{other.height})",
+                    "lossless": "the keeper's file is lossless, this one's lossy",
+                    "original": "the keeper comes from the original source, this one from a repost",
+                    "earliest": "the keeper was published earlier",
+                    "latest": "the keeper was published later",
+                    "most_bytes": f"the keeper's file is bigger ({keeper.bytes} bytes against {other.bytes})"}[name]
+    return "the policy ties: the smaller id is kept"
 
 
 def union_groups(pairs: Iterable[tuple], ids: Iterable[str] = ()) -> dict[str, str]:
@@ -211,6 +244,6 @@ def group_near_duplicates(index: MultiIndexHash, candidates: Sequence[Candidate]
 
 
 __all__ = [
-    "DEFAULT_POLICY", "LOSSLESS_FORMATS", "Candidate", "Borderline", "is_lossless", "parse_policy", "choose_keeper",
+    "DEFAULT_POLICY", "LOSSLESS_FORMATS", "Candidate", "Borderline", "is_lossless", "parse_policy", "choose_keeper", "why_kept",
     "union_groups", "dup_groups", "borderline", "open_index", "group_near_duplicates",
 ]

@@ -20,7 +20,7 @@ from manifests.workspace import Workspace
 
 from . import selection
 from .selection import CropSettings
-from .dedup import Candidate, borderline, dup_groups, is_lossless, open_index
+from .dedup import Candidate, borderline, dup_groups, is_lossless, open_index, union_groups, why_kept
 from .subject import process_key
 from .nearindex_store import save_index
 from .hashes import HASH_LIBRARY_VERSION, from_hex
@@ -111,6 +111,37 @@ def _candidates(ws: Workspace, crops: list[dict]) -> list[Candidate]:
     return out
 
 
+def _measure_cleanliness(ws: Workspace, cands: list[Candidate], pairs: list, crops: list[dict]) -> list[Candidate]:
+    """The candidates with their drawn-on marks and compression measured, for the members of
+    groups of two or more (a crop alone keeps itself whatever it looks like)."""
+    from dataclasses import replace
+
+    from media.decode import prepare
+
+    from .cleanliness import compression, marks_in
+
+    group_of = union_groups(pairs, [c.id for c in cands])
+    sizes = Counter(group_of.values())
+    crop = {c["crop_id"]: c for c in crops}
+    blobs = {r["image_sha256"]: r["blob_path"] for r in
+             tables.read_table(ws, StoredImage, ["image_sha256", "blob_path"]).to_pylist() if r["blob_path"]}
+    out = []
+    for c in cands:
+        if sizes[group_of.get(c.id, c.id)] < 2:
+            out.append(c)
+            continue
+        row = crop[c.id]
+        try:
+            data = (ws.home / blobs[row["image_sha256"]]).read_bytes()
+            # The face at the picture's own resolution: marks are thin, and the crop's resize blurs them.
+            marks = marks_in(prepare(data), (row["box_x"], row["box_y"], row["box_w"], row["box_h"]))
+            squeezed = compression(data)
+        except (OSError, KeyError, ValueError):
+            marks, squeezed = 0.0, 0.0
+        out.append(replace(c, marks=marks, compression=squeezed))
+    return out
+
+
 def dedup(ws: Workspace, cfg, run_id: str, changed: bool) -> tuple[int, int]:
     """Index new crops, regroup, and write DupGroup rows and "duplicate" verdicts.
     Returns (crops that are not keepers, borderline pairs). No work when nothing changed."""
@@ -130,6 +161,9 @@ def dedup(ws: Workspace, cfg, run_id: str, changed: bool) -> tuple[int, int]:
     # Copies of one picture at another size: their crops are duplicates whatever the crop hashes say.
     close += _crop_pairs_from_images([p for p in image_pairs if p[2] <= cfg.image_hashing.radius], crops, sizes)
     indexed = [c for c in _candidates(ws, crops) if c.id in hashes]
+    if "clean" in cfg.dedup_policy:
+        indexed = _measure_cleanliness(ws, indexed, close, crops)
+    candidate = {c.id: c for c in indexed}
     rows = dup_groups(close, indexed, cfg.dedup_policy, hashes=hashes)
     edge = borderline(pairs, cfg.hashing.radius, cfg.hashing.review_margin)
     edge += [b for b in borderline(_crop_pairs_from_images(image_pairs, crops, sizes), cfg.image_hashing.radius,
@@ -143,7 +177,8 @@ def dedup(ws: Workspace, cfg, run_id: str, changed: bool) -> tuple[int, int]:
     for r in rows:
         reason = ("no near-duplicate" if r.keeper and r.distance == 0 and sum(1 for x in rows if x.group_id == r.group_id) == 1
                   else "keeper of its duplicate group" if r.keeper
-                  else f"near-duplicate of {keeper_of[r.group_id]} at distance {r.distance} (policy {r.policy})")
+                  else f"near-duplicate of {keeper_of[r.group_id]} at distance {r.distance} (policy {r.policy}: "
+                       f"{why_kept(candidate[keeper_of[r.group_id]], candidate[r.crop_id], r.policy)})")
         if r.crop_id in near:
             reason += "; " + near[r.crop_id]
         verdicts.append(FilterResult(subject_id=r.crop_id, filter=DUPLICATE, score=float(r.distance),

@@ -28,7 +28,7 @@ class ProcessConfig:
     # within the radius: pHash-64 puts the known resizes and re-encodings of ../shared/data at
     # 0-2 bits at any size, and every other pair at 12 or more.
     image_hashing: HashConfig = field(default_factory=HashConfig)
-    dedup_policy: str = "largest,lossless,original,earliest"
+    dedup_policy: str = "clean,largest,lossless,original,earliest"
     # What a crop is centred on (curation/subject.py): "faces" (the detectors), "whole" (one
     # square per picture, centred on its subject: pictures that are already headshots) or
     # "auto" (the detectors, else the whole picture as a doubtful crop).

@@ -124,7 +124,7 @@ RULES: dict[str, Rule] = {
     "ingest.min_side": Rule(lo=1),
     "ingest.max_pixels": Rule(lo=1),
     "ingest.max_bytes": Rule(lo=1),
-    "process.dedup_policy": Rule(check=_policy, says="comma-separated criteria, e.g. largest,lossless,original,earliest"),
+    "process.dedup_policy": Rule(check=_policy, says="comma-separated criteria, e.g. clean,largest,lossless,original,earliest"),
     "process.workers": Rule(lo=0),
     "process.part_rows": Rule(lo=1),
     "process.part_seconds": Rule(lo=0, above=True),
