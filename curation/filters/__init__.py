@@ -39,6 +39,7 @@ for _m in pkgutil.iter_modules(__path__):
 from .face_share import face_share  # noqa: E402
 from .face_size import face_size  # noqa: E402
 from .monochrome import monochrome  # noqa: E402
+from .photo import photo  # noqa: E402
 from .published_after import published_after  # noqa: E402
 from .sharpness import sharpness  # noqa: E402
 
@@ -61,10 +62,11 @@ def run_image_filters(image: Image.Image, cfg: FilterConfig = FilterConfig()) ->
 
 
 def run_face_filters(face_w: int, face_h: int, image_w: int, image_h: int, crop: Image.Image,
-                     published_at: datetime | None, cfg: FilterConfig = FilterConfig()) -> list[Verdict]:
+                     published_at: datetime | None, cfg: FilterConfig = FilterConfig(),
+                     faces: int = 0) -> list[Verdict]:
     """On one face: its box (source pixels), the picture's size, the crop as it will be used,
-    and the item's publication date."""
-    subject = Subject.of_face(face_w, face_h, image_w, image_h, crop, published_at)
+    the item's publication date and the number of faces found in the picture (0: not known)."""
+    subject = Subject.of_face(face_w, face_h, image_w, image_h, crop, published_at, faces)
     return [f(subject, cfg) for f in base.registered() if FACE in f.judges]
 
 
@@ -80,5 +82,5 @@ FACE_FILTERS: tuple[str, ...] = tuple(f.name for f in base.registered() if FACE 
 
 __all__ = ["FACE", "FACE_FILTERS", "FILTERS_VERSION", "FILTER_FIELDS", "IMAGE", "IMAGE_FILTERS", "VERSIONS",
            "Filter", "FilterConfig", "Score", "Subject", "Verdict", "colour_stats", "face_share", "face_size",
-           "filter_version", "log_ratio", "monochrome", "published_after", "register", "registered",
+           "filter_version", "log_ratio", "monochrome", "photo", "published_after", "register", "registered",
            "run_face_filters", "run_image_filters", "sharpness", "sharpness_stats", "unregister"]

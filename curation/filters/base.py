@@ -52,8 +52,9 @@ class Verdict:
 @dataclass(frozen=True)
 class Subject:
     """What a filter is shown. For a face: its box in source pixels, the picture's size, the
-    crop as it will be used (`pixels`) and the item's publication date. For a whole picture:
-    the decoded picture (`pixels`) and its size."""
+    crop as it will be used (`pixels`), the item's publication date and how many faces were
+    found in the picture (`faces`; 0 when the caller does not say). For a whole picture: the
+    decoded picture (`pixels`) and its size."""
 
     kind: str  # IMAGE or FACE
     pixels: Image.Image | None = None
@@ -62,6 +63,7 @@ class Subject:
     image_w: int = 0
     image_h: int = 0
     published_at: datetime | None = None
+    faces: int = 0
 
     @classmethod
     def of_image(cls, image: Image.Image, published_at: datetime | None = None) -> "Subject":
@@ -69,8 +71,8 @@ class Subject:
 
     @classmethod
     def of_face(cls, face_w: int, face_h: int, image_w: int = 0, image_h: int = 0, crop: Image.Image | None = None,
-                published_at: datetime | None = None) -> "Subject":
-        return cls(FACE, crop, face_w, face_h, image_w, image_h, published_at)
+                published_at: datetime | None = None, faces: int = 0) -> "Subject":
+        return cls(FACE, crop, face_w, face_h, image_w, image_h, published_at, faces)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,11 @@ class FilterConfig:
     # flat-shaded cartoons at 64-512 px) measures >= 0.8; a Gaussian blur of radius 3 at 256 px
     # <= 0.21, a 3x soft upscale <= 0.39, a 4x nearest-neighbour upscale <= 0.13.
     min_sharpness: float = 0.5
+    # Edge crispness (`photo`): share of a strong edge's contrast in its steepest pixel. Photos in
+    # ../shared/data measure 0.41-0.52, drawn art >= 0.46 (a loosely painted canvas), most of it
+    # >= 0.50; within `photo_doubt` of the threshold a verdict is doubtful.
+    min_edge_crispness: float = 0.495
+    photo_doubt: float = 0.02
     # Shorter side of the face box in source pixels: the default model trains at 64 x 64
     # (DCGAN-64), so a smaller face would be upscaled, inventing detail it never had.
     min_face_side: int = 64

@@ -103,7 +103,7 @@ def test_verdicts_become_ledger_rows():
 
 
 def test_where_each_filter_runs():
-    assert [v.filter for v in F.run_image_filters(draw_face(0, 256))] == ["monochrome"]
+    assert [v.filter for v in F.run_image_filters(draw_face(0, 256))] == ["monochrome", "photo"]
     face = F.run_face_filters(100, 100, 300, 300, draw_face(0, 128), None)
     assert [v.filter for v in face] == ["face_size", "face_share", "sharpness", "monochrome", "published_after"]
 
@@ -112,13 +112,14 @@ def test_where_each_filter_runs():
 
 # What filter_version gave before the filters became classes: the ledger of every existing
 # workspace holds these, and a different string for the same settings re-runs that filter.
-# monochrome 2 (tinted paper by area, sketches, accents) re-runs that filter alone, by design.
+# monochrome 2 (tinted paper by area, sketches, accents) and face_share 2 (its part of the picture
+# when several faces were found) re-run those filters alone, by design.
 GOLDEN_VERSIONS = [
     (F.FilterConfig(), {"monochrome": "2+14f56d0d", "sharpness": "1+c26816bd", "face_size": "1+a830cbd6",
-                        "face_share": "1+26e09ad6", "published_after": "1+749e6695", "faces": "0+44136fa3"}),
+                        "face_share": "2+26e09ad6", "published_after": "1+749e6695", "faces": "0+44136fa3"}),
     (F.FilterConfig(min_sharpness=0.8, doubtful_margin=0.1),
      {"monochrome": "2+162de93b", "sharpness": "1+8db75ba8", "face_size": "1+e43af941",
-      "face_share": "1+a445624a", "published_after": "1+749e6695"}),
+      "face_share": "2+a445624a", "published_after": "1+749e6695"}),
     (F.FilterConfig(min_published=datetime(2015, 1, 1), keep_undated=False),
      {"monochrome": "2+14f56d0d", "published_after": "1+3c1a15d8"}),
 ]
@@ -155,7 +156,7 @@ def test_every_registered_filter_keeps_the_contract():
 # Other values for every setting: a filter's verdict must not move with one it does not read,
 # or changing that setting would leave its stale verdicts in the ledger.
 OTHER = {"min_colour": 3.0, "max_tint_share": 0.3, "min_paper_share": 0.5, "min_colour_area": 0.9,
-         "min_sharpness": 0.95, "min_face_side": 300,
+         "min_edge_crispness": 0.9, "photo_doubt": 0.3, "min_sharpness": 0.95, "min_face_side": 300,
          "min_face_share": 0.5, "min_published": datetime(2030, 1, 1), "keep_undated": False,
          "doubtful_margin": 0.9, "doubtful_days": 5000.0}
 
@@ -214,7 +215,8 @@ def test_a_filter_defined_in_a_test_flows_through_the_stage_and_the_learner():
 
     F.register(PictureWidth)
     try:
-        assert [v.filter for v in F.run_image_filters(draw_face(0, 256))] == ["monochrome", "test_picture_width"]
+        assert [v.filter for v in F.run_image_filters(draw_face(0, 256))] == ["monochrome", "photo",
+                                                                              "test_picture_width"]
         face = F.run_face_filters(100, 100, 40, 300, draw_face(0, 128), None)
         assert [v.filter for v in face] == ["face_size", "face_share", "sharpness", "monochrome", "published_after",
                                             "test_picture_width"]
@@ -237,7 +239,7 @@ def test_a_filter_defined_in_a_test_flows_through_the_stage_and_the_learner():
     finally:
         F.unregister(PictureWidth.name)
     assert "test_picture_width.present" not in features.FEATURE_NAMES
-    assert [v.filter for v in F.run_image_filters(draw_face(0, 256))] == ["monochrome"]
+    assert [v.filter for v in F.run_image_filters(draw_face(0, 256))] == ["monochrome", "photo"]
 
 
 def test_deterministic():

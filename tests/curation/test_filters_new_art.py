@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import random
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from curation import filters as F
 from curation.filters.monochrome import Monochrome
-from replicas.drawn import draw_face
+from replicas.drawn import draw_character, draw_face
 
 CFG = F.FilterConfig()
 
@@ -132,3 +133,89 @@ def test_each_rule_moves_with_its_own_setting():
     assert Monochrome().judge(banner, F.FilterConfig(min_colour_area=0.001)).passed
     warm = Monochrome().score(F.Subject.of_image(warm_portrait()))
     assert Monochrome().judge(warm, F.FilterConfig(max_tint_share=0.2)).passed  # other hues beside it
+
+
+def photo_like(seed: int = 0, size: int = 512, blur: float = 2.0) -> Image.Image:
+    """A scene as a lens records it: edges spread over a few pixels (out of focus, the subject
+    itself), a soft key light, fine fur-like texture and sensor noise."""
+    rng = np.random.default_rng(seed)
+    a = np.asarray(draw_character(seed, size).filter(ImageFilter.GaussianBlur(blur * size / 512)), np.float32)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    light = 0.75 + 0.35 * np.exp(-((xx - 0.3) ** 2 + (yy - 0.25) ** 2) / 0.18)
+    fur = cv2.GaussianBlur(rng.normal(0, 40, (size, size)).astype(np.float32), (0, 0), 0.8)
+    a = a * light[..., None] + 0.5 * fur[..., None] + rng.normal(0, 4, a.shape)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def face_sheet(rows: int = 3, cols: int = 6, cell: int = 110) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """A sheet of rows x cols small busts (like a cast line-up), with each face's box."""
+    sheet = Image.new("RGB", (cols * cell, rows * cell), (240, 240, 240))
+    boxes = []
+    for i in range(rows * cols):
+        x, y = (i % cols) * cell, (i // cols) * cell
+        sheet.paste(draw_face(i, cell), (x, y))
+        boxes.append((x + cell // 4, y + cell // 3, cell // 2, cell // 2))  # brow to chin, as the cascade boxes it
+    return sheet, boxes
+
+
+# --- photo --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [256, 512, 1024])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_noisy_photo_like_picture_is_flagged_and_a_flat_drawing_is_not(seed, size):
+    p = F.photo(photo_like(seed, size))
+    assert not p.passed and p.score < CFG.min_edge_crispness, p.reason
+    assert p.reason.startswith("a photograph") and f"threshold {CFG.min_edge_crispness:g}" in p.reason
+    for drawing in (draw_face(seed, size), draw_character(seed, size)):
+        d = F.photo(drawing)
+        assert d.passed and not d.doubtful and d.score >= CFG.min_edge_crispness + 0.05, d.reason
+
+
+def test_photo_measures_the_lens_not_the_noise():
+    # Noise alone does not make a drawing a photo; soft edges are what the score reads.
+    noisy = np.asarray(draw_face(4, 512), np.float32) + np.random.default_rng(0).normal(0, 6, (512, 512, 3))
+    assert F.photo(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))).passed
+    scores = [F.photo(photo_like(0, 512, blur=b)).score for b in (0.5, 1.0, 2.0, 3.0)]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_photo_on_odd_pictures():
+    blank = F.photo(Image.new("RGB", (300, 200), (200, 190, 180)))
+    assert blank.passed and blank.reason.startswith("too few strong edges") and not blank.doubtful
+    assert F.photo(draw_face(3, 48)).passed  # a small picture is measured once, at its size
+    grey = photo_like(1, 512).convert("L")
+    assert not F.photo(grey).passed  # greyscale photos too
+    assert F.photo(draw_face(5, 256).convert("RGBA")) == F.photo(draw_face(5, 256))
+
+
+def test_photo_doubt_band():
+    v = F.photo(photo_like(0, 512, blur=1.2))
+    band = F.FilterConfig(min_edge_crispness=v.score + 0.01)
+    assert F.photo(photo_like(0, 512, blur=1.2), band).doubtful
+    assert not F.photo(photo_like(0, 512, blur=1.2), F.FilterConfig(min_edge_crispness=v.score + 0.01,
+                                                                      photo_doubt=0.001)).doubtful
+
+
+# --- face share ---------------------------------------------------------------------------
+
+def test_a_sheet_of_many_small_faces_keeps_them():
+    sheet, boxes = face_sheet()
+    w, h = sheet.size
+    alone = [F.face_share(bw, bh, w, h) for _, _, bw, bh in boxes]
+    assert not any(v.passed for v in alone)  # each face is ~1.4% of the sheet: the old verdict lost all
+    counted = [F.face_share(bw, bh, w, h, faces=len(boxes)) for _, _, bw, bh in boxes]
+    assert all(v.passed for v in counted), counted[0].reason
+    assert "18 faces found" in counted[0].reason
+    verdicts = F.run_face_filters(boxes[0][2], boxes[0][3], w, h, sheet.crop((0, 0, 110, 110)), None, CFG,
+                                  faces=len(boxes))
+    assert {v.filter: v.passed for v in verdicts}["face_share"]
+
+
+def test_face_share_still_fails_a_small_face_beside_a_big_one_and_full_body_figures():
+    # A 600 x 1200 full-body picture: one face of 80 px (0.9%), with or without the count.
+    assert not F.face_share(80, 80, 600, 1200).passed
+    assert not F.face_share(80, 80, 600, 1200, faces=1).passed
+    # A close-up (8% of the picture) with a face in the background (0.4%): the small one fails.
+    assert F.face_share(340, 340, 1200, 1200, faces=2).passed
+    assert not F.face_share(76, 76, 1200, 1200, faces=2).passed
+    assert F.face_share(300, 300, 600, 600, faces=0) == F.face_share(300, 300, 600, 600)  # 0: not known
