@@ -1,5 +1,6 @@
 """What the active learner sees of a crop: its ledger (how each filter scored it, its
-duplicate group) and a few cheap pixel numbers (colour, greyness, detail, a tiny thumbnail).
+duplicate group), a few cheap pixel numbers (colour, greyness, detail, a tiny thumbnail) and,
+where the crop has one, its embedding's first principal components (curation.embeddings).
 
 Ledger features come from the Item at no cost. Pixel features need the crop decoded (about a
 millisecond each), so `FeatureCache` keeps them in the workspace, keyed by crop id (the id is
@@ -21,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from curation import filters
+from curation.embeddings import Embeddings, PrincipalAxes
 from curation.process_dedup import DUPLICATE
 from manifests.atomic import write_bytes_atomic
 from manifests.workspace import Workspace
@@ -179,6 +181,39 @@ def pixel_features(path: str | Path) -> np.ndarray:
         return out
 
 
+# --- embeddings ------------------------------------------------------------------------------------
+def embedding_names(k: int) -> tuple[str, ...]:
+    return tuple(f"embed_pc{i}" for i in range(k)) + ("embed_present",)
+
+
+class EmbeddingColumns:
+    """The embeddings as the learner reads them in one training: a crop's first `k` principal
+    components (axes fitted without labels on every cached embedding) and whether it has an
+    embedding at all; a crop without one gets 0s, the embeddings' mean. 1280 numbers would make
+    the Newton fit ~400x slower for little more than these tell."""
+
+    def __init__(self, embeddings: Embeddings, axes: PrincipalAxes):
+        self.embeddings, self.axes = embeddings, axes
+        self.names = embedding_names(axes.k)
+
+    @classmethod
+    def of(cls, embeddings: Embeddings | None, k: int) -> "EmbeddingColumns | None":
+        """None (the learner reads ledger and pixels only) without embeddings or with too few."""
+        if embeddings is None or k < 1:
+            return None
+        embeddings.refresh()
+        axes = embeddings.axes(k)
+        return None if axes is None else cls(embeddings, axes)
+
+    def columns(self, crop_ids: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(crop_ids), self.axes.k + 1), np.float32)
+        E, have = self.embeddings.matrix(crop_ids)
+        if len(have):
+            out[have, :-1] = self.axes.transform(E)
+            out[have, -1] = 1.0
+        return out
+
+
 # --- the cache -------------------------------------------------------------------------------------
 class FeatureCache:
     """Pixel features of crops by crop id, in `<home>/cache/review-features-<FEATURE_VERSION>.npz`.
@@ -308,10 +343,13 @@ class FeatureCache:
                 idx[k] = hit[1]
             return self._ledger[idx]
 
-    def matrix(self, items: Sequence[Item]) -> tuple[np.ndarray, np.ndarray]:
-        """(X, have): X is float32 with FEATURE_NAMES columns, one row per item the cache has
-        pixel features for; `have` holds those items' positions in `items` (X[k] is items[have[k]]).
-        Call `ensure` first to have them all."""
+    def matrix(self, items: Sequence[Item], embedded: EmbeddingColumns | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(X, have): X is float32 with FEATURE_NAMES columns (then `embedded.names`, when given),
+        one row per item the cache has pixel features for; `have` holds those items' positions in
+        `items` (X[k] is items[have[k]]). Call `ensure` first to have them all."""
         pix, have = self.pixels(items)
         led = self.ledger([items[i] for i in have])
-        return np.hstack([led, pix]).astype(np.float32, copy=False), have
+        parts = [led, pix]
+        if embedded is not None:
+            parts.append(embedded.columns([items[i].crop_id for i in have]))
+        return np.hstack(parts).astype(np.float32, copy=False), have

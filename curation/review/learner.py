@@ -4,7 +4,9 @@ crops it is sure about, and puts the crops it is least sure about next in the qu
 
 The model is a logistic regression over `features.FEATURE_NAMES`, in plain numpy: a few
 thousand labels and ~60 features fit in milliseconds with Newton's method, the result is
-deterministic, and scoring 50,000 crops is one matrix product.
+deterministic, and scoring 50,000 crops is one matrix product. Once the workspace has crop
+embeddings (curation.embeddings), their first `embed_components` principal components join
+the features (`features.EmbeddingColumns`); without them the learner reads what it read before.
 
 Which decisions count:
 - training: the present accept/reject of origin "human", and of origin "model" (a proposal a
@@ -26,7 +28,9 @@ import numpy as np
 
 from manifests.workspace import Workspace
 
-from .features import FEATURE_VERSION, FeatureCache
+from curation.embeddings import Embeddings
+
+from .features import FEATURE_VERSION, EmbeddingColumns, FeatureCache
 from .items import Item
 from .store import State
 
@@ -42,10 +46,14 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 class LogisticRegression:
     """L2-penalised logistic regression on standardised features, fitted by Newton's method
     with step halving. The penalty is l2 / 2 * |w|^2 on the summed loss (not the intercept), so
-    perfectly separable labels still give finite weights."""
+    perfectly separable labels still give finite weights.
 
-    def __init__(self, l2: float = 1.0, max_iter: int = 50, tol: float = 1e-6):
+    standardise=False keeps the features' own scales (centred only): for coordinates along
+    principal axes, where the penalty should weigh most on the directions of least variance."""
+
+    def __init__(self, l2: float = 1.0, max_iter: int = 50, tol: float = 1e-6, standardise: bool = True):
         self.l2, self.max_iter, self.tol = float(l2), int(max_iter), float(tol)
+        self.standardise = bool(standardise)
         self.coef_: np.ndarray | None = None  # on raw (unstandardised) features
         self.intercept_ = 0.0
         self.n_iter_ = 0
@@ -57,7 +65,7 @@ class LogisticRegression:
             raise ValueError(f"X must be 2-D with one row per label: X {X.shape}, y {y.shape}")
         sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
         mu = X.mean(axis=0)
-        sd = X.std(axis=0)
+        sd = X.std(axis=0) if self.standardise else np.ones(X.shape[1])
         sd[sd < 1e-9] = 1.0  # a constant feature stays at 0 after centring; its weight goes to 0
         A = np.hstack([(X - mu) / sd, np.ones((len(X), 1))])
         d = A.shape[1]
@@ -114,12 +122,15 @@ class LearnerConfig:
     l2: float = 1.0
     folds: int = 5  # cross-validation folds for the agreement figure
     seed: int = 0  # of the fold assignment
+    # Principal components of the crop embeddings read (0: none). 8: on ../shared/data (anime
+    # against the rest, pixel features beside them) 4-16 agree alike, more overfit at 20 labels.
+    embed_components: int = 8
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.propose_below < 0.5 < self.propose_above <= 1.0:
             raise ValueError("need 0 <= propose_below < 0.5 < propose_above <= 1")
-        if self.folds < 2 or self.min_labels < 1 or self.min_per_class < 1 or self.l2 <= 0:
-            raise ValueError("need folds >= 2, min_labels >= 1, min_per_class >= 1 and l2 > 0")
+        if self.folds < 2 or self.min_labels < 1 or self.min_per_class < 1 or self.l2 <= 0 or self.embed_components < 0:
+            raise ValueError("need folds >= 2, min_labels >= 1, min_per_class >= 1, l2 > 0 and embed_components >= 0")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -141,6 +152,7 @@ class LearnerReport:
     pending: int  # undecided crops without pixel features yet (not scored)
     config: LearnerConfig
     feature_version: str = FEATURE_VERSION
+    embedded: int = 0  # training labels whose crop has an embedding (0: embeddings not read)
 
     def as_dict(self, with_p: bool = True) -> dict[str, Any]:
         """JSON-safe. with_p=False leaves out the per-crop probabilities (50,000 crops make
@@ -151,6 +163,7 @@ class LearnerReport:
             "baseline": _num(self.baseline), "pending": self.pending,
             "proposals": [{"id": c, "decision": d, "p_accept": round(p, 4)} for c, d, p in self.proposals],
             "order": list(self.order), "config": self.config.as_dict(), "feature_version": self.feature_version,
+            "embedded": self.embedded,
         }
         if with_p:
             out["p_accept"] = {c: round(p, 4) for c, p in self.p_accept.items()}
@@ -197,10 +210,13 @@ class ActiveLearner:
     computed on the spot (a few per batch); the rest are scored once `cache.ensure` has
     computed theirs (the web app's background thread), and are `pending` until then."""
 
-    def __init__(self, ws: Workspace, config: LearnerConfig = LearnerConfig(), cache: FeatureCache | None = None):
+    def __init__(self, ws: Workspace, config: LearnerConfig = LearnerConfig(), cache: FeatureCache | None = None,
+                 embeddings: Embeddings | None = None):
         self.ws = ws
         self.config = config
         self.cache = cache if cache is not None else FeatureCache(ws)
+        # the workspace's cached embeddings, read again at each update (none yet: ledger and pixels only)
+        self.embeddings = embeddings if embeddings is not None else Embeddings(ws)
         self.model: LogisticRegression | None = None  # the last one fitted on all labels
 
     def update(self, items: Sequence[Item], states: Mapping[str, State]) -> LearnerReport | None:
@@ -223,13 +239,15 @@ class ActiveLearner:
             return None
 
         self.cache.ensure(labelled)
-        X, have = self.cache.matrix(labelled)  # all of them: ensure just computed what was missing
+        # one set of embedding columns for the whole update: training and scoring read the same
+        embedded = EmbeddingColumns.of(self.embeddings, cfg.embed_components)
+        X, have = self.cache.matrix(labelled, embedded)  # all of them: ensure just computed what was missing
         y, human = y_all[have], human_all[have]
         ids = [labelled[i].crop_id for i in have]
         agreement, agreement_n = cross_validated_agreement(X, y, human, ids, cfg)
         self.model = LogisticRegression(cfg.l2).fit(X, y)
 
-        U, uhave = self.cache.matrix(undecided)
+        U, uhave = self.cache.matrix(undecided, embedded)
         p = self.model.predict_proba(U) if len(U) else np.zeros(0)
         uids = [undecided[i].crop_id for i in uhave]
         p_accept = {c: float(v) for c, v in zip(uids, p)}
@@ -249,4 +267,5 @@ class ActiveLearner:
         return LearnerReport(
             labels=len(y), human_labels=int(human.sum()), accepted=int((y == 1).sum()), rejected=int((y == 0).sum()),
             agreement=float(agreement), agreement_n=agreement_n,
-            baseline=baseline, p_accept=p_accept, proposals=proposals, order=order, pending=len(undecided) - len(uids), config=cfg)
+            baseline=baseline, p_accept=p_accept, proposals=proposals, order=order, pending=len(undecided) - len(uids), config=cfg,
+            embedded=int(X[:, -1].sum()) if embedded is not None else 0)
