@@ -28,6 +28,7 @@ from .queue import VIEWS, Queue, ViewError
 from .store import Change, ReviewError, StoreUnavailable, check_decision, check_reviewer, check_tag
 
 CROP_ID = re.compile(r"^[0-9a-f]{8,64}$")
+MAX_EXAMPLES = 500  # crop ids one "more like these" may start from (they travel in the URL)
 STATIC = {"review.js": "text/javascript; charset=utf-8", "review.css": "text/css; charset=utf-8"}
 log = logging.getLogger("headshot.review")
 
@@ -274,15 +275,53 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
         store.set_tag(body.key, body.name)
         return {"tags": {str(k): v for k, v in store.tags().items()}}
 
+    def tags_summary() -> dict[str, Any]:
+        report = queue.tag_report()
+        return {"tags": {} if report is None else report.as_dict()}
+
     @app.get("/api/learner")
     def learner() -> dict[str, Any]:
         report = queue.learner_report()
         if report is None:
-            return {"ready": False, **cfg.learner_needs()}
+            return {"ready": False, **cfg.learner_needs(), **tags_summary()}
         agreement = report.agreement if report.agreement == report.agreement else None  # NaN: too few to tell
         baseline = report.baseline if report.baseline == report.baseline else None
         return {"ready": True, "labels": report.labels, "human_labels": report.human_labels,
                 "agreement": agreement, "agreement_n": report.agreement_n, "baseline": baseline,
-                "proposals": len(report.proposals), "pending": report.pending, **cfg.learner_needs()}
+                "proposals": len(report.proposals), "pending": report.pending,
+                "embedded": getattr(report, "embedded", 0), **cfg.learner_needs(), **tags_summary()}
+
+    @app.get("/api/similar")
+    def similar(ids: str = "", limit: int = 200) -> dict[str, Any]:
+        """More like these: every other crop ranked by cosine similarity of its embedding to the
+        examples' mean, as a snapshot the page can page through with /api/items?snap=."""
+        wanted = [c for c in ids.split(",") if c]
+        if not wanted:
+            raise HTTPException(400, "ids: one or more crop ids, comma-separated")
+        if len(wanted) > MAX_EXAMPLES:
+            raise HTTPException(400, f"at most {MAX_EXAMPLES} example crops, not {len(wanted)}")
+        snap, found = queue.similar(known(wanted))
+        limit = max(1, min(limit, cfg.page_size_max))
+        out: dict[str, Any] = {
+            "snap": snap.id, "view": snap.view, "total": len(snap.ids), "examples": found.examples,
+            "missing": found.missing, "pending": found.pending,
+            "items": [{"id": c, "score": round(v, 4)} for c, v in found.ranked[:limit]]}
+        if not found.examples:
+            out["why"] = "none of these crops has an embedding yet (the learner computes them in the background)"
+        return out
+
+    @app.get("/api/tag-proposals")
+    def tag_proposals(tag: str, limit: int = 200) -> dict[str, Any]:
+        """The crops proposed for one tag, surest first (a snapshot, as /api/similar), and how
+        well the tag is learned; `ready` is false until enough crops carry it."""
+        snap, result, open_ = queue.tag_proposals(check_tag(tag))
+        if result is None:
+            report = queue.tag_report()
+            summary = report.as_dict() if report is not None else {}
+            return {"tag": tag, "ready": False, "carried": summary.get("waiting", {}).get(tag, 0),
+                    "needs": summary.get("needs"), "pending": summary.get("pending")}
+        limit = max(1, min(limit, cfg.page_size_max))
+        return {**result.as_dict(with_proposals=False), "ready": True, "snap": snap.id, "view": snap.view,
+                "total": len(snap.ids), "items": [{"id": c, "p": round(p, 4)} for c, p in open_[:limit]]}
 
     return app

@@ -3,6 +3,10 @@
 A view is an ordered list of crop ids, taken once when the browser opens it (a snapshot), so
 that labelling while scrolling never shifts the pages still to come. The items are read from
 the workspace again when `headshot process` has written something new since.
+
+Two rankings on the crop embeddings are snapshots too, with a score per crop: "more like
+these" (`similar`) and a tag's proposals (`tag_proposals`). They are no entries of VIEWS, which
+the page lists as it is: both need their examples or tag from the page.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from curation.embeddings import Embeddings
 from manifests.workspace import Workspace
 
 from .items import DOUBTFUL, FAILED, Item, load_items, queue_order
 from .store import ReviewStore, State
+from .tags import Similar, TagResult, more_like_these
 
 VIEWS = {
     "queue": "doubtful crops nobody decided, most doubtful first",
@@ -47,10 +53,13 @@ class Snapshot:
 class Queue:
     """Items, label state and snapshots for one workspace; safe to share between threads."""
 
-    def __init__(self, ws: Workspace, store: ReviewStore | None, learner_report: Callable[[], Any] = lambda: None):
+    def __init__(self, ws: Workspace, store: ReviewStore | None, learner_report: Callable[[], Any] = lambda: None,
+                 tag_report: Callable[[], Any] = lambda: None, embeddings: Embeddings | None = None):
         self.ws = ws
         self.store = store
         self.learner_report = learner_report
+        self.tag_report = tag_report  # a tags.TagReport or None
+        self._embeddings = embeddings  # made on first use when not given
         self._lock = threading.RLock()
         self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
         self._counter = itertools.count(1)
@@ -153,12 +162,41 @@ class Queue:
     def snapshot(self, view: str, arg: str = "") -> Snapshot:
         self.refresh()
         with self._lock:
-            ids = self._ordered(view, arg, self.store.current())
+            return self._keep(view, self._ordered(view, arg, self.store.current()))
+
+    def _keep(self, view: str, ids: list[str]) -> Snapshot:
+        with self._lock:
             snap = Snapshot(f"s{next(self._counter)}", view, ids)
             self._snapshots[snap.id] = snap
             while len(self._snapshots) > MAX_SNAPSHOTS:
                 self._snapshots.popitem(last=False)
             return snap
+
+    # -- rankings on the embeddings ------------------------------------------------------
+    def embeddings(self) -> Embeddings:
+        """The workspace's crop embeddings, with any shard written since (by any process)."""
+        with self._lock:
+            if self._embeddings is None:
+                self._embeddings = Embeddings(self.ws)
+        self._embeddings.refresh()
+        return self._embeddings
+
+    def similar(self, examples: list[str]) -> tuple[Snapshot, Similar]:
+        """Every other present crop, most like the examples first (cosine to their mean)."""
+        self.refresh()
+        found = more_like_these(self.embeddings(), examples, [it.crop_id for it in self.items])
+        return self._keep("similar", [c for c, _ in found.ranked]), found
+
+    def tag_proposals(self, tag: str) -> tuple[Snapshot | None, TagResult | None, list[tuple[str, float]]]:
+        """(snapshot, the tag's result, (crop id, P(tag)) still open): the proposals of the
+        latest tag report, less the crops that have been looked at since."""
+        report = self.tag_report()
+        result = report.tags.get(tag) if report is not None else None
+        if result is None:
+            return None, None, []
+        states = self.store.current()
+        open_ = [(c, p) for c, p in result.proposals if c in self.by_id and c not in states]
+        return self._keep("tag_proposals", [c for c, _ in open_]), result, open_
 
     def get_snapshot(self, snap_id: str) -> Snapshot | None:
         with self._lock:
@@ -175,6 +213,7 @@ class Queue:
         states = self.store.current()
         report = self.learner_report()
         proposed = self._proposed(report)
+        tag_report = self.tag_report()
         out = []
         for c in ids:
             it = self.by_id.get(c)
@@ -190,6 +229,9 @@ class Queue:
             p = report.p_accept.get(c) if report is not None else None
             d["p_accept"] = None if p is None else round(float(p), 3)
             d["proposal"] = proposed.get(c) if d["decision"] is None else None
+            # tag -> P(tag), for tags the crop does not carry yet
+            d["tag_proposals"] = {} if tag_report is None else {
+                t: round(p, 3) for t, p in tag_report.proposed(c).items() if t not in d["tags"]}
             out.append(d)
         return out
 

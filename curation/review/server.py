@@ -84,17 +84,29 @@ def is_loopback(host: str) -> bool:
 
 
 class LearnerThread:
-    """Retrains the active learner in the background after labels arrive; the page never waits for it."""
+    """Retrains the active learner and the tags' classifiers in the background after labels
+    arrive, and fills the caches they read (pixel features, crop embeddings) a slice at a time;
+    the page never waits for it."""
 
-    def __init__(self, ws: Workspace, store: ReviewStore, queue_ref: list):
+    EMBED_SLICE = 512  # crops embedded per turn (~5 s on 2 cores): the loop works half the time
+
+    def __init__(self, ws: Workspace, store: ReviewStore, queue_ref: list, embeddings: Any = None):
+        from curation.embeddings import Embeddings
+
         from .learner import ActiveLearner, LearnerConfig
+        from .tags import TagConfig
 
+        self.ws = ws
         self.config = LearnerConfig()
-        self.learner = ActiveLearner(ws, self.config)
+        self.tag_config = TagConfig()
+        self.embeddings = embeddings if embeddings is not None else Embeddings(ws)
+        self.learner = ActiveLearner(ws, self.config, embeddings=self.embeddings)
         self.store = store
         self.queue_ref = queue_ref
         self.report: Any = None
+        self.tag_report: Any = None
         self.error = ""
+        self.embed_error = ""  # embeddings failed once: the learner goes on without them
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="headshot-learner", daemon=True)
@@ -114,16 +126,49 @@ class LearnerThread:
 
     def needs(self) -> dict:
         human = [s for s in self.store.current().values() if s.decision in ("accept", "reject") and s.origin == "human"]
-        return {"needs": max(0, self.config.min_labels - len(human)), "error": self.error}
+        out = {"needs": max(0, self.config.min_labels - len(human)), "error": self.error}
+        if self.embed_error:
+            out["embed_error"] = self.embed_error
+        return out
+
+    def _embedding(self, items: list) -> list:
+        """The items still without an embedding, when embeddings are to be computed here."""
+        if self.embed_error or not items:
+            return []
+        self.embeddings.refresh()  # another process (a flow's review refresh) may have written some
+        return [it for it in items if not self.embeddings.known(it.crop_id)]
+
+    def _embed_slice(self, todo: list) -> bool:
+        """Embed the next slice: the crops someone decided or tagged first (the learners train on
+        them), then the queue's order; True once none is left."""
+        from curation.embeddings import update_embeddings
+
+        from .items import queue_order
+
+        states = self.store.current()
+        order = sorted(queue_order(todo), key=lambda it: it.crop_id not in states)  # stable
+        try:
+            r = update_embeddings(self.ws, [(it.crop_id, it.crop_path) for it in order],
+                                  limit=self.EMBED_SLICE, stop=self._stop)
+        except Exception as exc:  # the queue and the learner work without embeddings; say why
+            self.embed_error = f"crop embeddings: {type(exc).__name__}: {exc}"
+            return False
+        if r.busy:  # another process computes them: look again later, not in a tight loop
+            self._wake.wait(timeout=5)
+            return False
+        self.embeddings.refresh()
+        return r.left == 0
 
     def _loop(self) -> None:
         from .items import queue_order
+        from .tags import learn_tags
 
         dirty = True  # labels changed (or features were completed) since the last training
         while not self._stop.is_set():
             items = self.queue_ref[0].items if self.queue_ref else []
             filling = bool(items) and bool(self.learner.cache.missing(items))
-            if not dirty and not filling:
+            embedding = self._embedding(items)
+            if not dirty and not filling and not embedding:
                 self._wake.wait()
             if self._stop.is_set():
                 break
@@ -135,14 +180,19 @@ class LearnerThread:
                 items = self.queue_ref[0].items if self.queue_ref else []
                 if dirty and items:
                     dirty = False
-                    report = self.learner.update(items, self.store.current())
+                    states = self.store.current()
+                    report = self.learner.update(items, states)
                     if report is not None:
                         self.report = report
+                    self.tag_report = learn_tags([it.crop_id for it in items], states, self.embeddings,
+                                                 self.tag_config)
                 # Pixel features for the rest, most doubtful first, a slice at a time (cached in
                 # the workspace); the crops they cover are scored at the next training, or once
                 # all are done, not after every slice.
                 if filling and self.learner.cache.ensure(queue_order(items), limit=2000, stop=self._stop):
                     dirty = dirty or not self.learner.cache.missing(items)
+                elif embedding and self._embed_slice(embedding):
+                    dirty = True  # every crop has its embedding: train on them all at once
                 self.error = ""
             except Exception as exc:  # the queue works without the learner; say why it stopped
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -169,10 +219,15 @@ class ReviewServer:
                 "(--token, or let headshot review make one)")
         check_token(self.token or None)
         # The queue first: a workspace with nothing to review is refused before review.sqlite is made.
+        from curation.embeddings import Embeddings
+
         report = lambda: lt.report if lt else None  # noqa: E731
-        self.queue = Queue(self.ws, None, learner_report=report)
+        tag_report = lambda: lt.tag_report if lt else None  # noqa: E731
+        self.embeddings = Embeddings(self.ws)  # one copy in memory for the learner and "more like these"
+        self.queue = Queue(self.ws, None, learner_report=report, tag_report=tag_report, embeddings=self.embeddings)
         self.store = self.queue.store = ReviewStore(self.ws.review_db)
-        lt = self.learner_thread = LearnerThread(self.ws, self.store, [self.queue]) if self.learner else None
+        lt = self.learner_thread = LearnerThread(self.ws, self.store, [self.queue], self.embeddings) \
+            if self.learner else None
         hosts = ("*",) if not is_loopback(self.host) else LOOPBACK
         cfg = AppConfig(token=self.token, allowed_hosts=hosts,
                         on_decided=lt.wake if lt else (lambda: None), learner_needs=lt.needs if lt else (lambda: {"off": True}))
