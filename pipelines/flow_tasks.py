@@ -184,8 +184,10 @@ def map_process(jobs: list, ctx: process_stage.ProcessContext, task_runner=None)
 @task(name="review-refresh")
 def refresh_review(home: str) -> dict:
     """What the review queue needs to show new crops: it reads them from the tables and the
-    selection file that `process` wrote; here its learner's pixel features are computed for
-    the crops that have none yet, so proposals cover them when the queue opens."""
+    selection file that `process` wrote; here its learner's pixel features and the crops'
+    embeddings are computed for the crops that have none yet, so proposals cover them when the
+    queue opens."""
+    from curation.embeddings import update_embeddings
     from curation.review.features import FeatureCache
     from curation.review.items import NothingToReview, load_items, queue_order
     from curation.review.status import review_status
@@ -196,7 +198,9 @@ def refresh_review(home: str) -> dict:
     except NothingToReview:
         items = []
     computed = FeatureCache(ws).ensure(queue_order(items)) if items else 0
-    return {**review_status(ws), "features_computed": computed}
+    crops = [(it.crop_id, it.crop_path) for it in queue_order(items)]
+    embedded = update_embeddings(ws, crops).computed if crops else 0
+    return {**review_status(ws), "features_computed": computed, "embeddings_computed": embedded}
 
 
 DIFF_ROWS = 20
