@@ -120,6 +120,7 @@ def test_build_runs_every_stage_and_names_the_failing_source(built):
     st = s["status"]
     assert st["stages"]["crops"]["total"] == p["crops_new"]
     assert s["review"]["crops"] == p["crops_new"] and s["review"]["features_computed"] == p["crops_new"]
+    assert s["review"]["embeddings_computed"] == p["crops_new"]  # for the learner and "more like these"
     d = s["dataset"]
     assert d["version"] == 1 and st["datasets"]["faces"]["latest_version"] == 1 and d["rows"] > 0
     # The run's artifacts: the summary names the failing source and the version; the table holds its rows.
