@@ -5,6 +5,7 @@ quote these numbers.
 
     python -m bench.filter_eval            # the tables
     python -m bench.filter_eval --detail   # also one line per picture, lowest colour first
+    python -m bench.filter_eval --new-art  # only the new-art table: every folder as the stage decodes it
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from PIL import Image, ImageFilter, ImageOps
 
 from curation import filters as F
+from curation.filters.monochrome import Monochrome
 from replicas.drawn import draw_face
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -97,20 +99,71 @@ def rng(values: list[float], fmt: str = ".3g") -> str:
 
 
 def folders() -> list[Path]:
+    """Every folder of pictures: the top ones, furry/<kind> and outliers/<kind>."""
     top = [p for p in sorted(SHARED_DATA.iterdir()) if p.is_dir() and p.name not in ("html", "cascades", "outliers")]
-    return top + sorted(p for p in (SHARED_DATA / "outliers").iterdir() if p.is_dir())
+    out = []
+    for p in top:
+        kinds = sorted(q for q in p.iterdir() if q.is_dir())
+        out += kinds if kinds and not any(q.is_file() for q in p.iterdir()) else [p]
+    return out + sorted(p for p in (SHARED_DATA / "outliers").iterdir() if p.is_dir())
+
+
+def folder_label(folder: Path) -> str:
+    return folder.relative_to(SHARED_DATA).as_posix()
+
+
+def monochrome_v1(image: Image.Image, min_colour: float = 1.05, max_tint_share: float = 0.81) -> bool:
+    """Whether monochrome 1 (before the new-art rules) passed a picture, at its defaults: the
+    colour at equal lightness, capped once the light tones were >= 81% one strong hue."""
+    s = F.colour_stats(image)
+    cap = min_colour * (1 - s["tint_share"]) / (1 - max_tint_share)
+    return (min(s["colour"], cap) if s["tint_share"] >= max_tint_share else s["colour"]) >= min_colour
+
+
+def new_art(cfg: F.FilterConfig) -> None:
+    """Per folder, the whole pictures as `headshot process` judges them (media.decode.prepare:
+    first frame, upright, sRGB, transparency on white): monochrome now and before, photo."""
+    from media.decode import prepare
+
+    print(f"\n### Filters on new art: whole pictures as the stage decodes them ({F.FILTERS_VERSION})\n")
+    print("| folder | n | flagged monochrome (before → after) | flagged photo | newly flagged monochrome | "
+          "no longer flagged monochrome | flagged photo: which |")
+    print("|---|---|---|---|---|---|---|")
+    times: dict[str, list[float]] = {"monochrome": [], "photo": []}
+    for folder in folders():
+        rows = []
+        for p in sorted(q for q in folder.iterdir() if q.is_file()):
+            im = prepare(p.read_bytes())
+            v = {}
+            for name, fn in (("monochrome", F.monochrome), ("photo", F.photo)):
+                t = time.perf_counter()
+                v[name] = fn(im, cfg)
+                times[name].append(time.perf_counter() - t)
+            rows.append((p.name, monochrome_v1(im), v["monochrome"].passed, v["photo"].passed))
+        before = sum(not r[1] for r in rows)
+        after = sum(not r[2] for r in rows)
+        new = [r[0] for r in rows if r[1] and not r[2]]
+        gone = [r[0] for r in rows if not r[1] and r[2]]
+        photos = [r[0] for r in rows if not r[3]]
+        names = lambda xs: ", ".join(f"`{x}`" for x in xs) or "–"  # noqa: E731
+        print(f"| {folder_label(folder)} | {len(rows)} | {before} → {after} | {len(photos)} | {names(new)} | {names(gone)} | "
+              f"{names(photos) if len(photos) <= 3 else f'{len(photos)} of {len(rows)}'} |")
+    print("\n| filter | time per stored picture, decoded (median, max) |")
+    print("|---|---|")
+    for name, ts in times.items():
+        print(f"| {name} | {statistics.median(ts) * 1000:.1f} ms, {max(ts) * 1000:.1f} ms |")
 
 
 def evaluate_folder(folder: Path, cfg: F.FilterConfig, timings: dict) -> tuple[dict, list, list]:
     cols: dict[str, list] = {k: [] for k in ("mono", "mono128", "monoface", "sharp", "sharp128", "sharpnat",
-                                             "size", "share", "colour", "tint")}
+                                             "size", "share", "colour", "tint", "paper", "colour_area")}
     lines, images = [], []
     for p in sorted(folder.iterdir()):
         if not p.is_file():
             continue
         im = load(p)
         images.append(im)
-        for name, fn in (("monochrome", F.monochrome), ("sharpness", F.sharpness)):
+        for name, fn in (("monochrome", F.monochrome), ("sharpness", F.sharpness), ("photo", F.photo)):
             t = time.perf_counter()
             fn(im, cfg)
             timings[name].append(time.perf_counter() - t)
@@ -119,32 +172,38 @@ def evaluate_folder(folder: Path, cfg: F.FilterConfig, timings: dict) -> tuple[d
                "sharp128": F.sharpness(crop, cfg), "sharpnat": F.sharpness(native_crop(im), cfg)}
         looked_at = [im, crop]
         if CASCADE.exists():
-            for x, y, w, h in faces(im):
+            found = faces(im)
+            for x, y, w, h in found:
                 face = im.crop((x, y, x + w, y + h)).resize((128, 128), Image.LANCZOS)
                 looked_at.append(face)
                 cols["monoface"].append(F.monochrome(face, cfg))
                 cols["size"].append(F.face_size(w, h, cfg))
-                cols["share"].append(F.face_share(w, h, im.width, im.height, cfg))
+                cols["share"].append(F.face_share(w, h, im.width, im.height, cfg, faces=len(found)))
         for x in looked_at:
-            stats = F.colour_stats(x)
+            stats = Monochrome().score(F.Subject.of_image(x)).facts
             cols["colour"].append(stats["colour"])
-            cols["tint"].append(stats["tint_share"])
+            cols["tint"].append(stats["tint_area"])
+            cols["paper"].append(stats["paper"])
+            cols["colour_area"].append(stats["colour_area"])
         for k, v in row.items():
             cols[k].append(v)
         lines.append((folder.name, p.name, row))
     return cols, lines, images
 
 
-def main(detail: bool = False) -> dict:
+def main(detail: bool = False, only_new_art: bool = False) -> dict:
     if not SHARED_DATA.is_dir():
         print(f"../shared/data is absent ({SHARED_DATA}): nothing to evaluate")
         return {}
     cfg = F.FilterConfig()
-    timings: dict[str, list[float]] = {"monochrome": [], "sharpness": []}
+    new_art(cfg)
+    if only_new_art:
+        return {}
+    timings: dict[str, list[float]] = {"monochrome": [], "sharpness": [], "photo": []}
     rows, lines, anime = [], [], []
     for folder in folders():
         cols, folder_lines, images = evaluate_folder(folder, cfg, timings)
-        name = f"outliers/{folder.name}" if folder.parent.name == "outliers" else folder.name
+        name = folder_label(folder)
         rows.append((name, len(images), cols))
         lines += folder_lines
         anime = images if folder.name == "anime" else anime
@@ -159,10 +218,13 @@ def main(detail: bool = False) -> dict:
 
     print("\n### What monochrome decides on (whole, 128 px centre and face boxes together)\n")
     print(f"| folder | colour at equal lightness (threshold {cfg.min_colour:g}) | "
-          f"light tones in one strong hue (tinted from {cfg.max_tint_share:g}) |")
-    print("|---|---|---|")
+          f"share of the picture light in one strong hue (tinted from {cfg.max_tint_share:g}) | "
+          f"bare paper (a sketch from {cfg.min_paper_share:g}) | share of the drawing coloured "
+          f"(an accent below {cfg.min_colour_area:g}) |")
+    print("|---|---|---|---|---|")
     for name, _, c in rows:
-        print(f"| {name} | {rng(c['colour'])} | {rng(c['tint'], '.2f')} |")
+        print(f"| {name} | {rng(c['colour'])} | {rng(c['tint'], '.2f')} | {rng(c['paper'], '.2f')} | "
+              f"{rng(c['colour_area'], '.3f')} |")
 
     print(f"\n### Sharpness on copies of the {len(anime)} anime pictures (threshold {cfg.min_sharpness:g})\n")
     print("| copy | sharpness |")
@@ -184,7 +246,7 @@ def main(detail: bool = False) -> dict:
     print("| filter | 512 px face (median of 50) | stored ../shared pictures (median, max) |")
     print("|---|---|---|")
     face = draw_face(3, 512)
-    for name, fn in (("monochrome", F.monochrome), ("sharpness", F.sharpness)):
+    for name, fn in (("monochrome", F.monochrome), ("sharpness", F.sharpness), ("photo", F.photo)):
         ts = []
         for _ in range(50):
             t = time.perf_counter()
@@ -206,4 +268,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Filter scores per folder of ../shared/data. "
                                              "Example: python -m bench.filter_eval --detail")
     ap.add_argument("--detail", action="store_true", help="also print one line per picture")
-    main(ap.parse_args().detail)
+    ap.add_argument("--new-art", action="store_true", help="only the new-art table (every folder, as decoded)")
+    args = ap.parse_args()
+    main(args.detail, args.new_art)

@@ -37,31 +37,45 @@ def paper_stats(image: Image.Image) -> dict[str, float]:
     colour_area: share of what is drawn with any chroma (>= `_COLOURED_CHROMA`): a grey picture
     with a red title or green eyes has colour on a few per cent of it.
     """
-    im = _prepared(image, _PAPER_SIDE)
-    if im.mode in ("RGBA", "LA"):
-        flat = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        flat.alpha_composite(im.convert("RGBA"))
-        im = flat
-    a = np.asarray(im.convert("RGB"), dtype=np.float32)
-    light = a.mean(axis=2)
-    tone = np.median(a[light >= np.percentile(light, 90)], axis=0)
-    drawn = np.abs(a - tone).max(axis=2) > _PAPER_TOL
+    im = _on_white(_prepared(image, _PAPER_SIDE))
+    # uint8 and integer arithmetic throughout: this runs on every picture, at up to 512 x 512.
+    a = np.asarray(im.convert("RGB"))
+    light = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+    lightest = light >= np.searchsorted(np.cumsum(np.bincount(light.ravel(), minlength=256)), 0.9 * light.size)
+    tone = np.array([_median_u8(a[..., c][lightest]) for c in range(3)], np.uint8)
+    d = cv2.split(cv2.absdiff(a, (*tone.tolist(), 0)))
+    drawn = cv2.max(cv2.max(d[0], d[1]), d[2]) > _PAPER_TOL
     n = int(drawn.sum())
     if n == 0:
         return {"paper": 1.0, "filled": 0.0, "colour_area": 0.0}
     reach = max(1.0, _STROKE_REACH * max(a.shape[:2]) / _PAPER_SIDE)  # next to paper is 1
     far = cv2.distanceTransform(drawn.astype(np.uint8), cv2.DIST_L2, 3) > reach
-    u, v, _ = _chroma_plane(a[drawn])
-    return {"paper": 1.0 - n / drawn.size, "filled": float(far.sum()) / n,
-            "colour_area": float((np.hypot(u, v) >= _COLOURED_CHROMA).sum()) / n}
+    r, g, b = (a[..., c][drawn].astype(np.int32) for c in range(3))
+    # chroma^2 = (r - (g + b) / 2)^2 + 3/4 (g - b)^2, times 4 to stay in integers
+    coloured = (2 * r - g - b) ** 2 + 3 * (g - b) ** 2 >= int(4 * _COLOURED_CHROMA ** 2)
+    return {"paper": 1.0 - n / drawn.size, "filled": float(far.sum()) / n, "colour_area": float(coloured.sum()) / n}
+
+
+def _on_white(im: Image.Image) -> Image.Image:
+    """Transparency as white paper (what the stage's decoder does): a cut-out is a figure on paper."""
+    if im.mode not in ("RGBA", "LA"):
+        return im
+    flat = Image.new("RGBA", im.size, (255, 255, 255, 255))
+    flat.alpha_composite(im.convert("RGBA"))
+    return flat.convert("RGB")
+
+
+def _median_u8(x: np.ndarray) -> int:
+    return int(np.searchsorted(np.cumsum(np.bincount(x, minlength=256)), (len(x) + 1) / 2))
 
 
 def tint_area(image: Image.Image, hue: float) -> float:
     """Share of the whole picture that is light and in one strong hue (`hue`, +-30 degrees):
     the tinted paper of a print shows through most of it; the cream background or the skin of
     a colour picture covers a part of it, beside other colours (measured: <= 0.57 in colour art
-    and its face crops, >= 0.71 in the orange print and its face crop)."""
-    rgb, w = _colour_pixels(image)
+    and its face crops, >= 0.71 in the orange print and its face crop). Transparency counts as
+    white paper: an orange cut-out character is not an orange page."""
+    rgb, w = _colour_pixels(_on_white(image))
     if w.sum() <= 0:
         return 0.0
     u, v, light = _chroma_plane(rgb)
