@@ -146,8 +146,9 @@ def new_art(cfg: F.FilterConfig) -> None:
         gone = [r[0] for r in rows if not r[1] and r[2]]
         photos = [r[0] for r in rows if not r[3]]
         names = lambda xs: ", ".join(f"`{x}`" for x in xs) or "–"  # noqa: E731
-        print(f"| {folder_label(folder)} | {len(rows)} | {before} → {after} | {len(photos)} | {names(new)} | {names(gone)} | "
-              f"{names(photos) if len(photos) <= 3 else f'{len(photos)} of {len(rows)}'} |")
+        which = names(photos) if len(photos) <= 3 else f"{len(photos)} of {len(rows)}"
+        print(f"| {folder_label(folder)} | {len(rows)} | {before} → {after} | {len(photos)} | {names(new)} | "
+              f"{names(gone)} | {which} |")
     print("\n| filter | time per stored picture, decoded (median, max) |")
     print("|---|---|")
     for name, ts in times.items():

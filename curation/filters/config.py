@@ -16,8 +16,8 @@ class FilterConfig:
     min_colour: float = 1.05
     # Share of the whole picture that is light and in one strong hue at which a picture with little
     # colour across hues counts as printed on tinted paper (a duotone): an orange/navy manga print
-    # and its face crop measure >= 0.71, colour art and its face crops <= 0.57 (a cream background,
-    # warm skin).
+    # and its face crop measure >= 0.71, colour pictures <= 0.58 (a cream background); a face box
+    # of warm skin reaches 0.67, and the eyes, hair and clothes beside it keep it colour.
     max_tint_share: float = 0.65
     # Share of bare paper from which a drawing in strokes counts as a sketch (line art, a pencil
     # sketch in one or two pencils): a scanned pencil sketch measures 0.90, colour art on white <= 0.86.

@@ -12,8 +12,9 @@ from .config import FilterConfig
 
 # Measurement constants (they define what a number means: changing one is a new version).
 _TINT_LIGHT = 128.0  # lightness (0-255) from which a tone counts as light: where paper shows
-# A second hue at equal lightness above this is no print: skin next to eyes, hair and clothes of
-# other hues measures >= 6.4 in the face crops of ../shared/data; the orange/navy print <= 3.5.
+# A second hue at equal lightness above this is no print: in ../shared/data, pictures and face
+# crops half or more light in one strong hue (a cream background, warm skin) measure >= 7.6, with
+# eyes, hair and clothes of other hues; the orange/navy print and its crops <= 3.5.
 _TINT_MAX_ACROSS = 5.0
 _PAPER_SIDE = 512  # paper and strokes are measured at <= 512 px: a pencil line stays a line there
 _PAPER_TOL = 24.0  # grey levels per channel from the paper's colour that still count as bare paper
@@ -72,9 +73,9 @@ def _median_u8(x: np.ndarray) -> int:
 def tint_area(image: Image.Image, hue: float) -> float:
     """Share of the whole picture that is light and in one strong hue (`hue`, +-30 degrees):
     the tinted paper of a print shows through most of it; the cream background or the skin of
-    a colour picture covers a part of it, beside other colours (measured: <= 0.57 in colour art
-    and its face crops, >= 0.71 in the orange print and its face crop). Transparency counts as
-    white paper: an orange cut-out character is not an orange page."""
+    a colour picture covers a part of it, beside other colours (measured: <= 0.58 in colour
+    pictures, 0.67 in a face box of warm skin, >= 0.71 in the orange print and its face crop).
+    Transparency counts as white paper: an orange cut-out character is not an orange page."""
     rgb, w = _colour_pixels(_on_white(image))
     if w.sum() <= 0:
         return 0.0
