@@ -101,7 +101,8 @@ def _refilter(job: Job, ctx: ProcessContext) -> Outcome:
 
         with Image.open(home / path) as crop:
             crop.load()
-            verdicts = run_face_filters(face.w, face.h, width, height, crop, job.published_at, cfg.filters)
+            verdicts = run_face_filters(face.w, face.h, width, height, crop, job.published_at, cfg.filters,
+                                        faces=job.face_count or len(job.refilter_crops))
         out.filters += [_record(v, cid, cfg.filters) for v in verdicts]
     return out
 
@@ -172,7 +173,8 @@ def _work(job: Job, ctx: ProcessContext) -> Outcome:
             out.filters.append(FilterResult(subject_id=cid, filter=FALLBACK_FILTER, score=0.0, threshold=1.0,
                                             passed=True, version=WHOLE_VERSION, reason=FALLBACK_REASON,
                                             doubtful=True))
-        verdicts = run_face_filters(face.w, face.h, width, height, crop, job.published_at, cfg.filters)
+        verdicts = run_face_filters(face.w, face.h, width, height, crop, job.published_at, cfg.filters,
+                                    faces=len(faces))
         out.filters += [_record(v, cid, cfg.filters) for v in verdicts]
         out.hashes += hash_records(cid, crop, cfg.hashing)
     return out
@@ -261,6 +263,7 @@ def plan(ws: Workspace, cfg: ProcessConfig) -> list[Job]:
             recrop.append(job)
         else:
             job.refilter_image = stale(sha, IMAGE_FILTERS)
+            job.face_count = len(current.get(sha, []))  # a sheet of faces is judged as one
             job.refilter_crops = {
                 c["crop_id"]: (Face(c["box_x"], c["box_y"], c["box_w"], c["box_h"], c["score"], c["detector"]),
                                c["crop_path"])

@@ -66,6 +66,7 @@ class Job:
     size: tuple[int, int] = (0, 0)  # the image's width and height after orientation
     # `--subject auto`, no face found: crop the whole picture (faces is then []).
     whole: bool = False
+    face_count: int = 0  # re-judging: how many current crops the picture has (face share of a sheet)
 
     @property
     def filters_only(self) -> bool:

@@ -70,7 +70,12 @@ DOCS: dict[str, str] = {
     "process.crop.pad": "Where a square crosses the border: shift it inside, or pad (replicate edges, white)",
     "process.filters": "Filter thresholds; a verdict's score and threshold are kept in the ledger",
     "process.filters.min_colour": "Colour at equal lightness; below it a picture is monochrome or line art",
-    "process.filters.max_tint_share": "Share of light tones in one hue from which a picture counts as printed on tinted paper",
+    "process.filters.max_tint_share": ("Share of the picture light and in one strong hue from which a picture with "
+                                       "little colour across hues counts as printed on tinted paper"),
+    "process.filters.min_paper_share": "Share of bare paper from which a drawing in strokes counts as a sketch",
+    "process.filters.min_colour_area": "Share of the drawing in colour below which a grey picture is grey with an accent",
+    "process.filters.min_edge_crispness": "Edge crispness below which a picture is taken for a photograph",
+    "process.filters.photo_doubt": "Within this of the edge-crispness threshold a photo verdict is doubtful",
     "process.filters.min_sharpness": "Detail score below which a crop is too blurred or upscaled",
     "process.filters.min_face_side": "Shorter side of a face box in source px below which it is too small",
     "process.filters.min_face_share": "Face box area over picture area below which the face is too small a part",
