@@ -3,7 +3,7 @@
 import argparse
 
 from bench import (big_picture, crawl_throughput, dead_host, detect_eval, embed_speed, eval_time, flow_overhead,
-                   folder_eval, ingest_throughput, neardup, process_throughput, review_speed)
+                   folder_eval, ingest_throughput, neardup, process_throughput, review_speed, tag_learner)
 
 BENCHES = {
     "ingest": ingest_throughput.main,
@@ -17,6 +17,7 @@ BENCHES = {
     "eval_time": eval_time.main,
     "flow_overhead": flow_overhead.main,
     "embed_speed": lambda: embed_speed.main([]),
+    "tag_learner": lambda: tag_learner.main([]),
     "folder_eval": lambda: folder_eval.main([]),
 }
 

@@ -22,6 +22,8 @@ import io
 import os
 import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -45,17 +47,22 @@ def embeddings_dir(ws: Workspace) -> Path:
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    # Measured on 2 cores at 128 px (bench/embed_speed.py): 32 is at least as fast as 16 or 64
-    # here, with the decoding of the next batch overlapping the model's work on this one.
-    batch_size: int = 32
+    # Measured on 2 cores at 128 px (bench/embed_speed.py): one worker thread per core, each
+    # running the model on a batch of its own with torch's intra-op threads at 1, is the fastest
+    # on an idle machine (~230 crops/s against ~180 for one batch at a time on 2 intra-op
+    # threads) and degrades to one core's speed (~100/s) when a neighbour takes the other core,
+    # where 2 intra-op threads fell to 10-50 crops/s (their barriers wait for a descheduled
+    # thread). Batches of 16 beat 32 and 64 either way.
+    batch_size: int = 16
+    workers: int = 0  # threads running the model side by side; 0: one per core this process may use
+    threads: int = 1  # torch intra-op threads while computing (process-wide; restored after)
     shard_rows: int = 1024  # crops per shard: what a killed run can lose
-    threads: int = 0  # torch intra-op threads while computing; 0: every core this process may use
     device: str = "cpu"
     merge_above: int = 16  # small shards (under shard_rows) tolerated before they are merged
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.shard_rows < 1 or self.threads < 0 or self.merge_above < 2:
-            raise ValueError("need batch_size >= 1, shard_rows >= 1, threads >= 0 and merge_above >= 2")
+        if self.batch_size < 1 or self.workers < 0 or self.threads < 1 or self.shard_rows < 1 or self.merge_above < 2:
+            raise ValueError("need batch_size >= 1, workers >= 0, threads >= 1, shard_rows >= 1 and merge_above >= 2")
 
 
 @dataclass(frozen=True)
@@ -375,13 +382,13 @@ def _compute(ws: Workspace, folder: Path, todo: list[tuple[str, str]], config: E
     if not todo:
         return 0, 0
     import torch
-    from concurrent.futures import ThreadPoolExecutor
 
     from media.features import FeatureExtractor
 
     extractor = FeatureExtractor(config.device, batch_size=config.batch_size)
+    _ = extractor.model  # loaded once here, not by the first workers at the same time
     threads_before = torch.get_num_threads()
-    threads = config.threads or len(os.sched_getaffinity(0))
+    workers = config.workers or len(os.sched_getaffinity(0))
     run = new_run_id("embed")
     ids: list[str] = []
     vecs: list[np.ndarray] = []
@@ -395,18 +402,21 @@ def _compute(ws: Workspace, folder: Path, todo: list[tuple[str, str]], config: E
             shards += 1
             ids, vecs, oks = [], [], []
 
-    batches = [todo[i:i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
-    torch.set_num_threads(threads)
-    # One thread decodes the next batch while the model works on this one (PIL and the model's
-    # kernels both let go of the GIL).
-    pool = ThreadPoolExecutor(1, thread_name_prefix="headshot-embed-decode")
+    def work(batch: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+        # decoding and the model's kernels both let go of the GIL: the workers run side by side
+        return _embed(extractor, _decode_batch(ws, batch))
+
+    batches = deque(todo[i:i + config.batch_size] for i in range(0, len(todo), config.batch_size))
+    torch.set_num_threads(config.threads)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="headshot-embed")
+    running: deque = deque()  # (batch, future) in order; a few ahead, so a stop wastes little
     try:
-        ahead = pool.submit(_decode_batch, ws, batches[0])
-        for n, batch in enumerate(batches):
-            pixels = ahead.result()
-            if n + 1 < len(batches):
-                ahead = pool.submit(_decode_batch, ws, batches[n + 1])
-            v, ok = _embed(extractor, pixels)
+        while batches or running:
+            while batches and len(running) < 2 * workers:
+                batch = batches.popleft()
+                running.append((batch, pool.submit(work, batch)))
+            batch, fut = running.popleft()
+            v, ok = fut.result()
             ids += [c for c, _ in batch]
             vecs.append(v)
             oks.append(ok)

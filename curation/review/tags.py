@@ -9,8 +9,9 @@ model fitted on the other half, so a true positive in it is not talked out of it
 The features are the coordinates along the top principal axes of the embeddings (no label
 shapes them) at their own scales, so a logistic regression fits in milliseconds, the penalty
 weighs most on the directions that vary least, and cross-validation stays honest. On
-../shared/data (bench/tag_learner.py) that ranks unseen crops better than plain similarity to
-the examples, and standardised axes rank worse than both.
+../shared/data (bench/tag_learner.py) it ranks the crops nobody looked at better than plain
+similarity to the examples does for furry and cartoon art from 3 examples on, and for anime
+from 5; standardised axes ranked worse than both (measured while choosing).
 
 Proposals go to crops nobody looked at, surest first, from the first `min_positives` examples
 on. Beside them the report says how well the tag is learned: the cross-validated shares of the
