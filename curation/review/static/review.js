@@ -78,8 +78,10 @@
     if (item.decision) c.classList.add(item.decision);
     c.dataset.decision = item.decision || "";
     c.querySelector(".badge").textContent = item.decision ? item.decision[0].toUpperCase() : "";
+    const tagged = Object.entries(item.tag_proposals || {}).filter(([t]) => !item.tags.includes(t));
     c.querySelector(".tagline").textContent = item.tags.length ? "#" + item.tags.join(" #") :
-      item.proposal ? `model: ${item.proposal} ${Math.round(100 * (item.proposal === "accept" ? item.p_accept : 1 - item.p_accept))}%` : "";
+      item.proposal ? `model: ${item.proposal} ${Math.round(100 * (item.proposal === "accept" ? item.p_accept : 1 - item.p_accept))}%` :
+      tagged.length ? `model: #${tagged[0][0]} ${Math.round(100 * tagged[0][1])}%` : "";
     c.classList.toggle("selected", S.sel.has(item.id));
     c.classList.toggle("proposed", Boolean(item.proposal));
   }
@@ -123,10 +125,10 @@
     }
   }
 
-  async function load(reset) {
+  async function load(reset, snap) {
     if (S.loading) return S.loading;
     if (!reset && S.items.length >= S.total) return;
-    const q = reset ? `view=${encodeURIComponent(S.view)}&arg=${encodeURIComponent(S.arg)}` : `snap=${S.snap}`;
+    const q = snap ? `snap=${snap}` : reset ? `view=${encodeURIComponent(S.view)}&arg=${encodeURIComponent(S.arg)}` : `snap=${S.snap}`;
     S.loading = (async () => {
       try {
         const data = await api("GET", `/api/items?${q}&offset=${reset ? 0 : S.items.length}&limit=${PAGE}`);
@@ -297,6 +299,38 @@
     send("/api/group-decide", { reviewer: reviewer(), crop_id: it.id }, () => [], (d) => `kept the keeper, rejected ${d.items.length - 1}`);
   }
 
+  // "More like these": the selection (or the focused crop) as examples; every other crop is
+  // ranked by how alike its embedding is, most alike first, as a view of its own.
+  async function moreLikeThese() {
+    const ids = targets();
+    if (!ids.length) return;
+    try {
+      const data = await api("GET", `/api/similar?ids=${ids.map(encodeURIComponent).join(",")}&limit=1`);
+      if (data.why) { say(data.why, true); return; }
+      S.view = "similar"; document.body.dataset.similar = String(data.examples.length);
+      await load(true, data.snap);
+      say(`more like these ${data.examples.length}: ${data.total} crops, most alike first` +
+          (data.pending ? ` (${data.pending} not embedded yet)` : "") + " · A accepts from the top down to the focused crop, t selects them");
+    } catch (e) { say(e.message, true); }
+  }
+
+  async function tagProposals(name) {
+    try {
+      const data = await api("GET", `/api/tag-proposals?tag=${encodeURIComponent(name)}&limit=1`);
+      if (!data.ready) { say(`#${name}: ${data.carried || 0} crops carry it; the learner proposes once ${data.needs || "a few"} do`); return; }
+      S.view = "tag proposals";
+      await load(true, data.snap);
+      say(`#${name} proposed for ${data.total} crops, surest first · t selects from the top to the focused crop, then a tag key`);
+    } catch (e) { say(e.message, true); }
+  }
+
+  function topToFocus() {
+    clearSel();
+    for (let k = 0; k <= S.focus && k < S.items.length; k++) S.sel.add(S.items[k].id);
+    for (const c of $("grid").children) c.classList.toggle("selected", S.sel.has(c.dataset.id));
+    say(`selected the top ${S.sel.size}`);
+  }
+
   function undo() {
     send("/api/undo", { reviewer: reviewer() }, () => [], (d) => d.items.length ? `undone: ${d.items.length}` : "nothing to undo");
   }
@@ -335,6 +369,9 @@
     if (k in moves) { setFocus(S.focus + moves[k], ev.shiftKey); }
     else if ((ev.ctrlKey || ev.metaKey) && k.toLowerCase() === "z") undo();
     else if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    else if (k === "A") { topToFocus(); decide("accept"); }
+    else if (k === "t") topToFocus();
+    else if (k === "m") moreLikeThese();
     else if (k.toLowerCase() in KEY) decide(KEY[k.toLowerCase()]);
     else if (k === "u") undo();
     else if (k === " ") { if (S.items.length) toggleSel(S.items[S.focus].id); }
@@ -360,10 +397,14 @@
       inp.addEventListener("change", async () => {
         try {
           const r = await api("POST", "/api/tags", { key: k, name: inp.value.trim() || null });
-          S.tags = r.tags; argOptions(); say(`key ${k}: ${inp.value.trim() || "cleared"}`);
+          S.tags = r.tags; more.hidden = !S.tags[k]; argOptions(); say(`key ${k}: ${inp.value.trim() || "cleared"}`);
         } catch (e) { say(e.message, true); }
       });
-      lab.append(`${k} `, inp);
+      const more = document.createElement("button");
+      more.type = "button"; more.textContent = "proposals"; more.title = "crops the learner would give this tag";
+      more.hidden = !S.tags[k]; more.dataset.key = String(k);
+      more.addEventListener("click", () => { if (S.tags[k]) tagProposals(S.tags[k]); });
+      lab.append(`${k} `, inp, more);
       bar.append(lab);
     }
   }
