@@ -23,7 +23,7 @@ from curation.ingest import ingest
 from curation.process import ProcessConfig, process
 from curation.review.items import DOUBTFUL, load_items
 from manifests import tables
-from manifests.records import ScrapedImage, StoredImage
+from manifests.records import FilterResult, ScrapedImage, StoredImage
 from manifests.workspace import Workspace
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -35,9 +35,20 @@ def folder_of(url: str) -> str:
     return str(path.parent.relative_to(SHARED_DATA))
 
 
+def flagged(ws: Workspace) -> dict[str, set[str]]:
+    """picture sha256 -> the whole-picture filters it failed (monochrome, photo), doubtful or not."""
+    out: dict[str, set[str]] = {}
+    for r in tables.read_table(ws, FilterResult, ["subject_id", "filter", "passed"]).to_pylist():
+        if r["filter"] in ("monochrome", "photo") and not r["passed"]:
+            out.setdefault(r["subject_id"], set()).add(r["filter"])
+    return out
+
+
 def outcome(ws: Workspace) -> dict[str, dict[str, str]]:
-    """folder -> {picture sha: "kept" | "doubtful" | "dropped: <why>"}."""
+    """folder -> {picture url: "kept" | "doubtful" | "dropped: <why>", with "|mono" / "|photo"
+    appended where the picture failed those filters}."""
     images = {r["image_sha256"]: r for r in tables.read_table(ws, StoredImage).to_pylist()}
+    flags = flagged(ws)
     items = load_items(ws)
     decisions = {d.crop_id: d for d in decide(items, {}, BuildConfig())}
     best: dict[str, str] = {}
@@ -62,21 +73,24 @@ def outcome(ws: Workspace) -> dict[str, dict[str, str]]:
             why = f"dropped: {stored['status'] if stored else r['status']}"
         else:
             why = best.get(sha, "dropped: no crop")
+        why += "".join(f"|{f}" for f in sorted(flags.get(sha, ())))
         out.setdefault(folder, {})[url] = why
     return out
 
 
 def table(result: dict[str, dict[str, str]], title: str) -> list[str]:
-    lines = [f"#### {title}", "", "| folder | n | with a crop | kept | doubtful | dropped | dropped by |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"#### {title}", "", "| folder | n | with a crop | kept | doubtful | dropped | dropped by | flagged "
+             "monochrome | flagged photo |", "|---|---|---|---|---|---|---|---|---|"]
     for folder in sorted(result):
-        states = list(result[folder].values())
+        raw = list(result[folder].values())
+        mono, photo = sum("|monochrome" in s for s in raw), sum("|photo" in s for s in raw)
+        states = [s.split("|")[0] for s in raw]
         c = Counter(s if not s.startswith("dropped") else "dropped" for s in states)
         by = Counter(s.split(": ", 1)[1] for s in states if s.startswith("dropped"))
         crop = sum(1 for s in states if s != "dropped: no crop" and not s.startswith("dropped: not_image")
                    and not s.startswith("dropped: too_") and not s.startswith("dropped: corrupt"))
         lines.append(f"| {folder} | {len(states)} | {crop} | {c['kept']} | {c['doubtful']} | {c['dropped']} | "
-                     + (", ".join(f"{k} {v}" for k, v in by.most_common()) or "-") + " |")
+                     + (", ".join(f"{k} {v}" for k, v in by.most_common()) or "-") + f" | {mono} | {photo} |")
     return lines
 
 
@@ -105,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.detail:
             for folder, states in sorted(result.items()):
                 for url, s in sorted(states.items()):
-                    if s != "kept":
+                    if s.split("|")[0] != "kept" or "|" in s:
                         print(f"    {subject} {folder}/{Path(unquote(urlparse(url).path)).name}: {s}")
     return {k: v[0] for k, v in results.items()}
 
