@@ -2,14 +2,15 @@
 training metrics use) of every present crop, cached in the workspace, for the review learner,
 its per-tag proposals and "more like these".
 
-The cache is `<home>/cache/embeddings/<FEATURE_VERSION>/part-*.npz`: shards of up to
-`shard_rows` crops, each one atomic file (crop ids, float16 vectors as the model gave them,
-whether the crop could be read). A crop id names the crop's pixels (curation.crop.crop_id) and
-the folder names the feature version, so a row is never stale: a run computes only the crops
-no shard holds. A killed run loses at most the shard it was filling; the next run finds the
-rest missing and computes them. Small shards (one per incremental run) are merged once there
-are many; a kill between writing the merged shard and removing the old ones leaves the same
-rows twice, which readers drop (the first shard by name wins).
+The cache is `<home>/cache/embeddings/<FEATURE_VERSION>/part-*.npz` (curation.embedding_store,
+re-exported here): shards of up to `shard_rows` crops, each one atomic file (crop ids, float16
+vectors as the model gave them, whether the crop could be read). A crop id names the crop's
+pixels (curation.crop.crop_id) and the folder names the feature version, so a row is never
+stale: a run computes only the crops no shard holds. A killed run loses at most the shard it
+was filling; the next run finds the rest missing and computes them. Small shards (one per
+incremental run) are merged once there are many; a kill between writing the merged shard and
+removing the old ones leaves the same rows twice, which readers drop (the first shard by name
+wins).
 
 One run at a time per workspace (a lock file beside the shards): a second run finds it busy and
 computes nothing, since the first computes the same crops. Readers need no lock.
@@ -18,7 +19,6 @@ computes nothing, since the first computes the same crops. Readers need no lock.
 from __future__ import annotations
 
 import fcntl
-import io
 import os
 import threading
 import time
@@ -26,23 +26,20 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from manifests.atomic import write_bytes_atomic
 from manifests.workspace import Workspace, new_run_id
 from media.decode import to_rgb
-from media.features import FEATURE_DIM, FEATURE_MODEL, FEATURE_VERSION
+from media.features import FEATURE_DIM, FEATURE_VERSION
 
 from . import selection
-
-_SHARD_GLOB = "part-*.npz"
-
-
-def embeddings_dir(ws: Workspace) -> Path:
-    return ws.cache / "embeddings" / FEATURE_VERSION
+from .embedding_store import (  # noqa: F401  (re-exported: callers import the cache from here)
+    SHARD_GLOB, Embeddings, PrincipalAxes, add_embeddings, embeddings_dir, load_embeddings, principal_axes,
+    read_shard, write_shard,
+)
 
 
 @dataclass(frozen=True)
@@ -82,191 +79,6 @@ class EmbedReport:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "crops_per_s": round(self.crops_per_s, 1)}
-
-
-# --- the shards ------------------------------------------------------------------------------------
-def _read_shard(path: Path) -> tuple[list[str], np.ndarray, np.ndarray] | None:
-    """(ids, float16 vectors, ok flags), or None for a file that is not a whole shard of ours."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["feature_version"]) != FEATURE_VERSION:
-                return None
-            ids = [str(c) for c in z["ids"]]
-            vecs = np.asarray(z["vectors"], np.float16)
-            ok = np.asarray(z["ok"], bool)
-    except Exception:  # truncated, foreign or unreadable: its crops count as missing
-        return None
-    if vecs.shape != (len(ids), FEATURE_DIM) or ok.shape != (len(ids),):
-        return None
-    return ids, vecs, ok
-
-
-def _write_shard(path: Path, ids: Sequence[str], vecs: np.ndarray, ok: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, ids=np.array(list(ids), dtype=str), vectors=np.asarray(vecs, np.float16),
-             ok=np.asarray(ok, bool), feature_version=np.array(FEATURE_VERSION), model=np.array(FEATURE_MODEL))
-    # not fsynced: a power cut costs a recomputation, nothing more (a kill still leaves whole files)
-    write_bytes_atomic(path, buf.getvalue(), durable=False)
-
-
-class Embeddings:
-    """The cached embeddings of a workspace, in memory: L2-normalised float16 rows by crop id.
-
-    `refresh()` reads shards written since (by this process or another); a shard that went
-    away (merged) makes it read them all again. Thread-safe. 50,000 crops hold ~130 MB."""
-
-    def __init__(self, ws: Workspace):
-        self.ws = ws
-        self.folder = embeddings_dir(ws)
-        self._lock = threading.Lock()
-        self._seen: set[str] = set()
-        self.shard_sizes: dict[str, int | None] = {}  # shard file name -> rows (None: not a whole shard)
-        self._index: dict[str, int] = {}  # crop id -> row, readable crops only
-        self._failed: set[str] = set()
-        self._ids: list[str] = []
-        self._rows = np.zeros((0, FEATURE_DIM), np.float16)
-        self.version = 0  # moves when rows are added: derived data (the principal axes) is keyed on it
-        self._axes: dict[tuple, PrincipalAxes | None] = {}
-        self.refresh()
-
-    def refresh(self) -> bool:
-        """Read new shards; True when rows were added (or dropped)."""
-        with self._lock:  # the listing too: two threads must not each think the other's shards went away
-            try:
-                names = {p.name for p in self.folder.glob(_SHARD_GLOB)}
-            except OSError:
-                names = set()
-            if names == self._seen:
-                return False
-            if self._seen - names:  # merged away: start over (the merged shard holds the rows)
-                self._seen, self._index, self._failed, self._ids = set(), {}, set(), []
-                self.shard_sizes = {}
-                self._rows = np.zeros((0, FEATURE_DIM), np.float16)
-            new_ids: list[str] = []
-            new_rows: list[np.ndarray] = []
-            for name in sorted(names - self._seen):
-                shard = _read_shard(self.folder / name)
-                self._seen.add(name)
-                self.shard_sizes[name] = None if shard is None else len(shard[0])
-                if shard is None:
-                    continue
-                ids, vecs, ok = shard
-                keep = []
-                for k, c in enumerate(ids):
-                    if c in self._index or c in self._failed:
-                        continue  # the same row twice (a merge was cut short): the first stays
-                    if ok[k]:
-                        self._index[c] = len(self._ids) + len(new_ids)
-                        new_ids.append(c)
-                        keep.append(k)
-                    else:
-                        self._failed.add(c)
-                if keep:
-                    new_rows.append(_normalise(vecs[keep].astype(np.float32)).astype(np.float16))
-            if new_ids:
-                self._ids += new_ids
-                self._rows = np.concatenate([self._rows, *new_rows])
-            self.version += 1
-            return True
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def __contains__(self, crop_id: str) -> bool:
-        return crop_id in self._index
-
-    def known(self, crop_id: str) -> bool:
-        """Embedded, or found unreadable: nothing left to compute for it."""
-        return crop_id in self._index or crop_id in self._failed
-
-    def missing(self, crop_ids: Iterable[str]) -> list[str]:
-        with self._lock:
-            return [c for c in crop_ids if c not in self._index and c not in self._failed]
-
-    def matrix(self, crop_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(float32 L2-normalised rows, positions in `crop_ids` they belong to) for the crops
-        that have an embedding."""
-        with self._lock:
-            pos = [(i, self._index[c]) for i, c in enumerate(crop_ids) if c in self._index]
-            rows = self._rows[np.array([r for _, r in pos], np.int64)].astype(np.float32)
-        return rows, np.array([i for i, _ in pos], np.int64)
-
-    def ids(self) -> list[str]:
-        with self._lock:
-            return list(self._ids)
-
-    def axes(self, k: int, seed: int = 0) -> "PrincipalAxes | None":
-        """The top `k` principal axes of every cached embedding (None with fewer than 2k rows),
-        fitted once per `version`: no label shapes them, so a learner may use them on every crop."""
-        with self._lock:
-            key = (self.version, k, seed)
-            hit = self._axes.get(key)
-            if hit is None and key not in self._axes:
-                hit = principal_axes(self._rows, k, seed) if len(self._ids) >= 2 * k else None
-                self._axes = {kk: v for kk, v in self._axes.items() if kk[0] == self.version}
-                self._axes[key] = hit
-            return hit
-
-
-@dataclass(frozen=True)
-class PrincipalAxes:
-    """`k` orthonormal directions of most variance and the mean they are measured from."""
-
-    mean: np.ndarray  # (FEATURE_DIM,)
-    axes: np.ndarray  # (k, FEATURE_DIM)
-
-    @property
-    def k(self) -> int:
-        return len(self.axes)
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        return ((np.asarray(X, np.float32) - self.mean) @ self.axes.T).astype(np.float32)
-
-
-def principal_axes(X: np.ndarray, k: int, seed: int = 0, sample: int = 4096, power: int = 4) -> PrincipalAxes:
-    """Randomised PCA (a seeded range finder with `power` subspace iterations) of up to `sample`
-    rows of X: ~50 ms for 4096 x 1280 where a full SVD takes seconds, and the same axes for the
-    same rows every time (each axis's sign is fixed by its largest entry)."""
-    rng = np.random.default_rng(seed)
-    if len(X) > sample:
-        X = X[np.sort(rng.choice(len(X), sample, replace=False))]
-    A = np.asarray(X, np.float64)
-    mean = A.mean(axis=0)
-    A = A - mean
-    k = max(1, min(k, A.shape[0] - 1, A.shape[1]))
-    p = min(k + 10, *A.shape)
-    Q = np.linalg.qr(A @ rng.standard_normal((A.shape[1], p)))[0]
-    for _ in range(power):
-        Q = np.linalg.qr(A @ np.linalg.qr(A.T @ Q)[0])[0]
-    _, _, vt = np.linalg.svd(Q.T @ A, full_matrices=False)
-    axes = vt[:k]
-    axes *= np.sign(axes[np.arange(k), np.abs(axes).argmax(axis=1)])[:, None]
-    return PrincipalAxes(mean.astype(np.float32), axes.astype(np.float32))
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
-
-
-def load_embeddings(ws: Workspace, crop_ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
-    """(ids, float32 L2-normalised vectors, one row per id) of the cached crops among `crop_ids`
-    (default: every cached crop), in the order given; crops without an embedding are left out."""
-    emb = Embeddings(ws)
-    ids = emb.ids() if crop_ids is None else list(dict.fromkeys(crop_ids))
-    X, have = emb.matrix(ids)
-    return [ids[i] for i in have], X
-
-
-def add_embeddings(ws: Workspace, crop_ids: Sequence[str], vectors: np.ndarray) -> None:
-    """Store vectors computed elsewhere (the model's raw features, one row per id) as one
-    shard: for benchmarks on pictures that are no workspace's crops, and for tests."""
-    vectors = np.asarray(vectors, np.float32)
-    if vectors.shape != (len(crop_ids), FEATURE_DIM):
-        raise ValueError(f"need {len(crop_ids)} x {FEATURE_DIM} vectors, got {vectors.shape}")
-    folder = embeddings_dir(ws)
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_shard(folder / f"part-{new_run_id('add')}-00000.npz", crop_ids, vectors, np.ones(len(crop_ids), bool))
 
 
 # --- computing -------------------------------------------------------------------------------------
@@ -398,7 +210,7 @@ def _compute(ws: Workspace, folder: Path, todo: list[tuple[str, str]], config: E
     def flush() -> None:
         nonlocal shards, ids, vecs, oks
         if ids:
-            _write_shard(folder / f"part-{run}-{shards:05d}.npz", ids, np.concatenate(vecs), np.concatenate(oks))
+            write_shard(folder / f"part-{run}-{shards:05d}.npz", ids, np.concatenate(vecs), np.concatenate(oks))
             shards += 1
             ids, vecs, oks = [], [], []
 
@@ -443,7 +255,7 @@ def _merge_small(folder: Path, have: Embeddings, config: EmbedConfig) -> None:
     names = sorted(n for n, rows in have.shard_sizes.items() if rows is not None and rows < config.shard_rows)
     if len(names) <= config.merge_above:
         return
-    small = [(folder / n, shard) for n in names if (shard := _read_shard(folder / n)) is not None]
+    small = [(folder / n, shard) for n in names if (shard := read_shard(folder / n)) is not None]
     seen: set[str] = set()
     ids: list[str] = []
     vecs: list[np.ndarray] = []
@@ -458,7 +270,7 @@ def _merge_small(folder: Path, have: Embeddings, config: EmbedConfig) -> None:
     run = new_run_id("merge")
     step = config.shard_rows
     for n, start in enumerate(range(0, len(ids), step)):
-        _write_shard(folder / f"part-{run}-{n:05d}.npz", ids[start:start + step], np.stack(vecs[start:start + step]),
+        write_shard(folder / f"part-{run}-{n:05d}.npz", ids[start:start + step], np.stack(vecs[start:start + step]),
                      np.array(oks[start:start + step]))
     for p, _ in small:
         p.unlink(missing_ok=True)
