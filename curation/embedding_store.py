@@ -54,20 +54,24 @@ class Embeddings:
     """The cached embeddings of a workspace, in memory: L2-normalised float16 rows by crop id.
 
     `refresh()` reads shards written since (by this process or another); a shard that went
-    away (merged) makes it read them all again. Thread-safe. 50,000 crops hold ~130 MB."""
+    away (merged) makes it read them all again. Thread-safe. 50,000 crops hold ~130 MB; what
+    is derived from them (principal axes, every row's coordinates along them) is computed once
+    per `version`, and nothing here makes a float32 copy of every row."""
+
+    CHUNK = 8192  # rows converted to float32 at a time
 
     def __init__(self, ws: Workspace):
         self.ws = ws
         self.folder = embeddings_dir(ws)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._seen: set[str] = set()
         self.shard_sizes: dict[str, int | None] = {}  # shard file name -> rows (None: not a whole shard)
         self._index: dict[str, int] = {}  # crop id -> row, readable crops only
         self._failed: set[str] = set()
         self._ids: list[str] = []
-        self._rows = np.zeros((0, FEATURE_DIM), np.float16)
-        self.version = 0  # moves when rows are added: derived data (the principal axes) is keyed on it
-        self._axes: dict[tuple, PrincipalAxes | None] = {}
+        self._buf = np.zeros((0, FEATURE_DIM), np.float16)  # rows, with room to grow: len(self._ids) used
+        self.version = 0  # moves when rows are added: derived data (axes, coordinates) is keyed on it
+        self._derived: dict[tuple, object] = {}
         self.refresh()
 
     def refresh(self) -> bool:
@@ -82,33 +86,39 @@ class Embeddings:
             if self._seen - names:  # merged away: start over (the merged shard holds the rows)
                 self._seen, self._index, self._failed, self._ids = set(), {}, set(), []
                 self.shard_sizes = {}
-                self._rows = np.zeros((0, FEATURE_DIM), np.float16)
-            new_ids: list[str] = []
-            new_rows: list[np.ndarray] = []
             for name in sorted(names - self._seen):
                 shard = read_shard(self.folder / name)
                 self._seen.add(name)
                 self.shard_sizes[name] = None if shard is None else len(shard[0])
-                if shard is None:
-                    continue
-                ids, vecs, ok = shard
-                keep = []
-                for k, c in enumerate(ids):
-                    if c in self._index or c in self._failed:
-                        continue  # the same row twice (a merge was cut short): the first stays
-                    if ok[k]:
-                        self._index[c] = len(self._ids) + len(new_ids)
-                        new_ids.append(c)
-                        keep.append(k)
-                    else:
-                        self._failed.add(c)
-                if keep:
-                    new_rows.append(_normalise(vecs[keep].astype(np.float32)).astype(np.float16))
-            if new_ids:
-                self._ids += new_ids
-                self._rows = np.concatenate([self._rows, *new_rows])
+                if shard is not None:
+                    self._add(*shard)
             self.version += 1
+            self._derived = {}
             return True
+
+    def _add(self, ids: list[str], vecs: np.ndarray, ok: np.ndarray) -> None:
+        keep = []
+        for k, c in enumerate(ids):
+            if c in self._index or c in self._failed:
+                continue  # the same row twice (a merge was cut short): the first stays
+            if ok[k]:
+                self._index[c] = len(self._ids)
+                self._ids.append(c)
+                keep.append(k)
+            else:
+                self._failed.add(c)
+        if not keep:
+            return
+        n = len(self._ids)
+        if n > len(self._buf):  # doubling: filling 50,000 rows a slice at a time copies each row ~twice
+            grown = np.zeros((max(n, 2 * len(self._buf), 1024), FEATURE_DIM), np.float16)
+            grown[:n - len(keep)] = self._buf[:n - len(keep)]
+            self._buf = grown
+        self._buf[n - len(keep):n] = _normalise(vecs[keep].astype(np.float32)).astype(np.float16)
+
+    @property
+    def _rows(self) -> np.ndarray:
+        return self._buf[:len(self._ids)]
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -124,13 +134,27 @@ class Embeddings:
         with self._lock:
             return [c for c in crop_ids if c not in self._index and c not in self._failed]
 
+    def _locate(self, crop_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, positions in crop_ids) of the crops that have an embedding; call under the lock."""
+        pos = [(i, self._index[c]) for i, c in enumerate(crop_ids) if c in self._index]
+        return np.array([r for _, r in pos], np.int64), np.array([i for i, _ in pos], np.int64)
+
     def matrix(self, crop_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(float32 L2-normalised rows, positions in `crop_ids` they belong to) for the crops
         that have an embedding."""
         with self._lock:
-            pos = [(i, self._index[c]) for i, c in enumerate(crop_ids) if c in self._index]
-            rows = self._rows[np.array([r for _, r in pos], np.int64)].astype(np.float32)
-        return rows, np.array([i for i, _ in pos], np.int64)
+            rows, have = self._locate(crop_ids)
+            return self._rows[rows].astype(np.float32), have
+
+    def similarity(self, query: np.ndarray, crop_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(cosine of each embedded crop's row to the unit vector `query`, positions in `crop_ids`)."""
+        q = np.asarray(query, np.float32)
+        with self._lock:
+            rows, have = self._locate(crop_ids)
+            out = np.empty(len(rows), np.float32)
+            for i in range(0, len(rows), self.CHUNK):
+                out[i:i + self.CHUNK] = self._rows[rows[i:i + self.CHUNK]].astype(np.float32) @ q
+            return out, have
 
     def ids(self) -> list[str]:
         with self._lock:
@@ -140,13 +164,31 @@ class Embeddings:
         """The top `k` principal axes of every cached embedding (None with fewer than 2k rows),
         fitted once per `version`: no label shapes them, so a learner may use them on every crop."""
         with self._lock:
-            key = (self.version, k, seed)
-            hit = self._axes.get(key)
-            if hit is None and key not in self._axes:
-                hit = principal_axes(self._rows, k, seed) if len(self._ids) >= 2 * k else None
-                self._axes = {kk: v for kk, v in self._axes.items() if kk[0] == self.version}
-                self._axes[key] = hit
-            return hit
+            key = ("axes", k, seed)
+            if key not in self._derived:
+                self._derived[key] = principal_axes(self._rows, k, seed) if len(self._ids) >= 2 * k else None
+            return self._derived[key]  # type: ignore[return-value]
+
+    def coordinates(self, crop_ids: Sequence[str], axes: "PrincipalAxes") -> tuple[np.ndarray, np.ndarray]:
+        """(coordinates along `axes`, positions in `crop_ids`) of the embedded crops. For the
+        present axes (from axes()) every row is projected once per version (50,000 x 64 floats:
+        13 MB); axes of an older version (a caller's snapshot) project just the rows asked for."""
+        with self._lock:
+            rows, have = self._locate(crop_ids)
+            current = any(v is axes for v in self._derived.values())
+            key = ("coordinates", id(axes))  # the value holds the axes: the id cannot be reused meanwhile
+            hit = self._derived.get(key)
+            if hit is None and current:
+                Z = np.empty((len(self._ids), axes.k), np.float32)
+                for i in range(0, len(self._ids), self.CHUNK):
+                    Z[i:i + self.CHUNK] = axes.transform(self._rows[i:i + self.CHUNK])
+                hit = self._derived[key] = (axes, Z)
+            if hit is not None:
+                return hit[1][rows], have  # type: ignore[index]
+            out = np.empty((len(rows), axes.k), np.float32)
+            for i in range(0, len(rows), self.CHUNK):
+                out[i:i + self.CHUNK] = axes.transform(self._rows[rows[i:i + self.CHUNK]])
+            return out, have
 
 
 @dataclass(frozen=True)

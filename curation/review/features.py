@@ -193,6 +193,8 @@ class EmbeddingColumns:
     the Newton fit ~400x slower for little more than these tell."""
 
     def __init__(self, embeddings: Embeddings, axes: PrincipalAxes):
+        # the axes are this training's snapshot: scoring reads the same ones even if more
+        # embeddings arrive meanwhile
         self.embeddings, self.axes = embeddings, axes
         self.names = embedding_names(axes.k)
 
@@ -207,9 +209,9 @@ class EmbeddingColumns:
 
     def columns(self, crop_ids: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(crop_ids), self.axes.k + 1), np.float32)
-        E, have = self.embeddings.matrix(crop_ids)
+        Z, have = self.embeddings.coordinates(crop_ids, self.axes)
         if len(have):
-            out[have, :-1] = self.axes.transform(E)
+            out[have, :-1] = Z
             out[have, -1] = 1.0
         return out
 

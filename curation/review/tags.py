@@ -165,7 +165,10 @@ def learn_tags(crop_ids: Sequence[str], states: Mapping[str, State], embeddings:
     """Per-tag proposals over the present crops `crop_ids` from their present `states`."""
     cfg = config
     ids_all = list(dict.fromkeys(crop_ids))
-    E, have = embeddings.matrix(ids_all)
+    # a small workspace has fewer axes to give than asked for (they need two crops each)
+    k = min(cfg.components, len(embeddings) // 2)
+    axes = embeddings.axes(k, cfg.seed) if k >= 1 else None
+    Z, have = embeddings.coordinates(ids_all, axes) if axes is not None else (None, np.zeros(0, np.int64))
     ids = [ids_all[i] for i in have]
     pending = len(ids_all) - len(ids)
     counts: dict[str, int] = {}
@@ -173,15 +176,11 @@ def learn_tags(crop_ids: Sequence[str], states: Mapping[str, State], embeddings:
         s = states.get(c)
         for t in (s.tags if s else ()):
             counts[t] = counts.get(t, 0) + 1
-    # a small workspace has fewer axes to give than asked for (they need two crops each)
-    k = min(cfg.components, len(embeddings) // 2)
-    axes = embeddings.axes(k, cfg.seed) if k >= 1 else None
     seen = np.array([c in states for c in ids], bool)
     tagged = {t: np.array([t in states[c].tags if c in states else False for c in ids], bool) for t in counts}
     learnable = [t for t in sorted(counts) if tagged[t].sum() >= cfg.min_positives]
     results: dict[str, TagResult] = {}
-    if learnable and axes is not None:
-        Z = axes.transform(E)
+    if learnable and len(ids):
         unseen = np.flatnonzero(~seen)
         rng = np.random.default_rng(cfg.seed)
         # one background for every tag: sorted, so the sample does not depend on the caller's order
@@ -213,13 +212,12 @@ def more_like_these(embeddings: Embeddings, examples: Sequence[str], candidates:
     missing = [c for c in examples if c not in set(found)]
     skip = set(examples)
     cands = [c for c in dict.fromkeys(candidates) if c not in skip]
-    C, chave = embeddings.matrix(cands)
-    pending = len(cands) - len(chave)
     if not found:
-        return Similar([], [], missing, pending)
+        return Similar([], [], missing, len(embeddings.missing(cands)))
     q = E.mean(axis=0)
     q /= max(float(np.linalg.norm(q)), 1e-12)
-    scores = C @ q
+    scores, chave = embeddings.similarity(q, cands)
+    pending = len(cands) - len(chave)
     order = np.lexsort((np.array([cands[i] for i in chave], dtype=str), -scores))  # ties: by id
     if limit is not None:
         order = order[:max(0, limit)]

@@ -165,3 +165,26 @@ def test_embeddings_follow_new_shards_and_a_stop(ws):
     assert emb.refresh() and len(emb) == 8 and not emb.refresh()
     X, have = emb.matrix([c for c, _ in crops])
     assert len(X) == 8 and list(have) == list(range(8))
+
+
+def test_derived_rows_follow_the_cache_and_old_axes_stay_usable(tmp_path):
+    from curation.embeddings import add_embeddings
+
+    ws = Workspace.open(tmp_path / "ws")
+    rng = np.random.default_rng(0)
+    ids = [f"{k:012x}" for k in range(300)]
+    add_embeddings(ws, ids[:200], np.abs(rng.normal(size=(200, FEATURE_DIM))))
+    emb = Embeddings(ws)
+    axes = emb.axes(16)
+    assert axes is emb.axes(16) and axes.k == 16 and emb.axes(200) is None  # needs two rows per axis
+    X, _ = emb.matrix(ids)
+    Z, have = emb.coordinates(ids[::-1], axes)
+    assert list(have) == list(range(100, 300)) and np.allclose(Z, axes.transform(X[::-1]), atol=1e-5)
+    q = X[:3].mean(axis=0)
+    q /= np.linalg.norm(q)
+    s, have = emb.similarity(q, ids)
+    assert len(have) == 200 and np.allclose(s, X @ q, atol=1e-5)
+    add_embeddings(ws, ids[200:], np.abs(rng.normal(size=(100, FEATURE_DIM))))
+    assert emb.refresh() and len(emb) == 300 and emb.axes(16) is not axes  # new rows, new axes
+    Z2, have2 = emb.coordinates(ids, axes)  # a learner's snapshot keeps its own axes
+    assert len(have2) == 300 and np.allclose(Z2[:200], Z[::-1], atol=1e-5)
