@@ -124,8 +124,13 @@ def process(
     sets: List[str] = typer.Option([], "--set", help="Any [process] setting, KEY=VALUE (repeatable), e.g. "
                                    "filters.min_sharpness=0.4 or detector.members=lbp,haar."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    no_embeddings: bool = typer.Option(False, "--no-embeddings", help="Skip the crops' EfficientNet-Lite0 "
+                                       "embeddings (the review learner and more-like-these compute them later)."),
 ) -> None:
     """Find faces, crop them, filter and de-duplicate: only what is new or what a changed setting affects.
+
+    Then the new crops' embeddings, for the review learner, tag proposals and more like these
+    (cached in the workspace; --no-embeddings leaves them for later).
 
     Settings start from the project config's [process] tables; --set wins over them, and the
     named options win over --set.
@@ -164,11 +169,44 @@ def process(
         _fail(str(exc), 3)
     typer.echo(f"processed: {report.images_detected} images detected, {report.images_recropped} re-cropped, "
                f"{report.rejudged} re-filtered, {report.crops_new} new crops, {report.images_failed} failed")
+    if not no_embeddings:
+        _embed_crops(ws, progress=not no_progress)
     for line in report.errors[:10]:
         typer.echo(f"  failed: {line}")
     from pipelines.report import format_summary
 
     typer.echo(format_summary(summary(ws, cfg)))
+
+
+def _embed_crops(ws, progress: bool) -> None:
+    """The present crops' embeddings that are missing, with a progress bar; never fails the command."""
+    from curation.embeddings import update_embeddings
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="embed", unit="crop", leave=False)
+
+    def tick(done: int, todo: int) -> None:
+        if bar is not None:
+            bar.total = todo
+            bar.n = done
+            bar.refresh()
+
+    try:
+        rep = update_embeddings(ws, progress=tick)
+    except Exception as exc:  # the embeddings are a convenience for review; the crops are written
+        typer.echo(f"embeddings not computed ({type(exc).__name__}: {exc}); `headshot review` computes them later")
+        return
+    finally:
+        if bar is not None:
+            bar.close()
+    if rep.busy:
+        typer.echo("embeddings: another run is computing them")
+    elif rep.computed:
+        typer.echo(f"embeddings: {rep.computed} new crops at {rep.crops_per_s:.0f} crops/s"
+                   + (f", {rep.failed} unreadable" if rep.failed else ""))
 
 
 @models_app.command("fetch")

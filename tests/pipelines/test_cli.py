@@ -112,8 +112,14 @@ def test_process_prints_what_was_kept_and_why(tmp_path, monkeypatch):
     result = run("process", "--detector", "animeface", "--no-progress", "--workers", "1", home=home)
     assert result.exit_code == 0, result.output
     assert "2 images detected" in result.output and "2 crops from 2 images" in result.output
+    assert "embeddings: 2 new crops" in result.output  # for the review learner, computed once
+    from curation.embeddings import Embeddings
+    from manifests.workspace import Workspace
+
+    assert len(Embeddings(Workspace.open(home))) == 2
     again = run("process", "--detector", "animeface", "--no-progress", home=home)
     assert "0 images detected, 0 re-cropped, 0 re-filtered, 0 new crops" in again.output
+    assert "embeddings:" not in again.output
 
 
 def test_process_without_the_cascade_says_how_to_get_it(tmp_path, monkeypatch):
