@@ -2,7 +2,7 @@
 
 import argparse
 
-from bench import (big_picture, crawl_throughput, dead_host, detect_eval, embed_speed, eval_time, flow_overhead,
+from bench import (big_picture, first_user, crawl_throughput, dead_host, detect_eval, embed_speed, eval_time, flow_overhead,
                    folder_eval, ingest_throughput, neardup, process_throughput, review_speed, tag_learner)
 
 BENCHES = {
@@ -19,6 +19,7 @@ BENCHES = {
     "embed_speed": lambda: embed_speed.main([]),
     "tag_learner": lambda: tag_learner.main([]),
     "folder_eval": lambda: folder_eval.main([]),
+    "first_user": lambda: first_user.main([]),
 }
 
 if __name__ == "__main__":
