@@ -19,9 +19,18 @@ from PIL import Image, ImageFilter
 # every clean face is under 0.6% (saturated thin strokes exist, in ribbons and eyes, but rarely
 # in a pure primary colour at full strength), 86 of those 88 under 0.1%.
 MARKED = 0.01
-# A heavily compressed copy: a JPEG whose mean luma quantiser is above this (about quality 75:
-# 8x8 blocks and ringing show); lossless files are 0.
-COMPRESSED = 12.0
+# A heavily compressed copy: a JPEG whose mean luma quantiser, at the crop's scale, is above this
+# (Pillow's tables: 1 at quality 100, 12 at 90, 29 at 75, 45 at about 60, 58 at 50, 96 at 30):
+# 8x8 blocks and ringing show in the crop. Lossless files are 0. At the crop's scale: a face
+# shrunk by k to its crop size shrinks its artefacts by k too, so a big, somewhat compressed
+# copy still beats a small clean one (../shared/data's 1280 x 800 JPEG at quantiser 23, face
+# 201 px, over its 480 x 300 PNG, face 77 px).
+COMPRESSED = 45.0
+
+
+def at_crop_scale(quantiser: float, face_side: int, crop_size: int) -> float:
+    """A JPEG quantiser as it shows in a crop of `crop_size` px from a face `face_side` px wide."""
+    return quantiser / max(1.0, face_side / max(1, crop_size))
 
 
 def drawn_marks(crop: Image.Image) -> float:
@@ -54,8 +63,7 @@ def marks_in(picture: Image.Image, box: tuple[int, int, int, int], limit: int = 
 
 def compression(data: bytes) -> float:
     """How hard the file was compressed: the mean of a JPEG's luma quantisation table (1 at
-    quality 100, ~5 at 90, ~16 at 50, more below), 0 for a lossless or unknown file. Reads the
-    header only."""
+    quality 100, 12 at 90, 58 at 50), 0 for a lossless or unknown file. Reads the header only."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             tables = getattr(im, "quantization", None)

@@ -8,7 +8,7 @@ Keeper policies are comma-separated criteria, applied in order, ties broken by t
 criterion and finally by id (so the choice is stable across runs):
 
     clean       the clean copy first: no marks drawn over the art (a detector's boxes, landmark
-                dots), then not heavily JPEG-compressed (curation/cleanliness.py)
+                dots), then not heavily JPEG-compressed at the crop's scale (curation/cleanliness.py)
     largest     more pixels first (a 2x upscale also wins: pair this with review if that matters)
     lossless    lossless files (PNG, lossless WebP, BMP, TIFF, GIF) before lossy (JPEG, lossy WebP, AVIF)
     original    the original source before reposts
@@ -52,7 +52,7 @@ class Candidate:
     published_at: datetime | None = None
     bytes: int = 0
     marks: float = 0.0  # share of the crop that is drawn-on strokes (cleanliness.drawn_marks)
-    compression: float = 0.0  # the file's JPEG quantiser (cleanliness.compression); 0 = lossless
+    compression: float = 0.0  # the file's JPEG quantiser at the crop's scale (cleanliness); 0 = lossless
 
     @property
     def dirty(self) -> tuple[bool, bool]:

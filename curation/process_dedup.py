@@ -111,14 +111,15 @@ def _candidates(ws: Workspace, crops: list[dict]) -> list[Candidate]:
     return out
 
 
-def _measure_cleanliness(ws: Workspace, cands: list[Candidate], pairs: list, crops: list[dict]) -> list[Candidate]:
+def _measure_cleanliness(ws: Workspace, cands: list[Candidate], pairs: list, crops: list[dict],
+                         crop_size: int) -> list[Candidate]:
     """The candidates with their drawn-on marks and compression measured, for the members of
     groups of two or more (a crop alone keeps itself whatever it looks like)."""
     from dataclasses import replace
 
     from media.decode import prepare
 
-    from .cleanliness import compression, marks_in
+    from .cleanliness import at_crop_scale, compression, marks_in
 
     group_of = union_groups(pairs, [c.id for c in cands])
     sizes = Counter(group_of.values())
@@ -135,7 +136,7 @@ def _measure_cleanliness(ws: Workspace, cands: list[Candidate], pairs: list, cro
             data = (ws.home / blobs[row["image_sha256"]]).read_bytes()
             # The face at the picture's own resolution: marks are thin, and the crop's resize blurs them.
             marks = marks_in(prepare(data), (row["box_x"], row["box_y"], row["box_w"], row["box_h"]))
-            squeezed = compression(data)
+            squeezed = at_crop_scale(compression(data), max(row["box_w"], row["box_h"]), crop_size)
         except (OSError, KeyError, ValueError):
             marks, squeezed = 0.0, 0.0
         out.append(replace(c, marks=marks, compression=squeezed))
@@ -162,7 +163,7 @@ def dedup(ws: Workspace, cfg, run_id: str, changed: bool) -> tuple[int, int]:
     close += _crop_pairs_from_images([p for p in image_pairs if p[2] <= cfg.image_hashing.radius], crops, sizes)
     indexed = [c for c in _candidates(ws, crops) if c.id in hashes]
     if "clean" in cfg.dedup_policy:
-        indexed = _measure_cleanliness(ws, indexed, close, crops)
+        indexed = _measure_cleanliness(ws, indexed, close, crops, cfg.crop.size)
     candidate = {c.id: c for c in indexed}
     rows = dup_groups(close, indexed, cfg.dedup_policy, hashes=hashes)
     edge = borderline(pairs, cfg.hashing.radius, cfg.hashing.review_margin)

@@ -59,8 +59,14 @@ def test_the_policy_puts_clean_before_largest_and_says_why():
     assert choose_keeper([big_marked, small_clean]) == "b"
     assert choose_keeper([big_marked, small_clean], "largest,lossless") == "a"
     assert "clean copy" in why_kept(small_clean, big_marked) and "5.0%" in why_kept(small_clean, big_marked)
-    squeezed = Candidate("c", 400, 400, lossless=False, compression=30.0)
+    squeezed = Candidate("c", 400, 400, lossless=False, compression=80.0)  # JPEG quality ~35 at the crop's scale
     assert choose_keeper([squeezed, small_clean]) == "b"
+    # Somewhat compressed but big: shrunk to the crop, its artefacts shrink too, and it is kept.
+    from curation.cleanliness import at_crop_scale
+
+    assert at_crop_scale(90.0, 512, 128) == 22.5 < COMPRESSED < at_crop_scale(90.0, 100, 128)
+    big = Candidate("e", 512, 512, lossless=False, compression=at_crop_scale(57.6, 512, 128))
+    assert choose_keeper([big, small_clean]) == "e"
     # Between clean copies the bigger one still wins, for the reason it always did.
     other = Candidate("d", 300, 300, lossless=True)
     assert choose_keeper([other, small_clean]) == "d" and "larger" in why_kept(other, small_clean)
