@@ -161,15 +161,23 @@ def test_a_second_build_crawls_again_and_writes_no_new_version(built, site):
     assert s["dataset"]["version"] is None and "already holds exactly this" in s["dataset"]["why"]
 
 
-def test_require_empty_queue_stops_the_version_with_the_reason(built, site):
+def test_require_empty_queue_stops_the_version_with_the_reason(built, site, tmp_path):
+    from PIL import Image
+
     from pipelines.flows import run_build
 
     home, cfg, first = built
-    assert first["review"]["left"] > 0  # drawn faces always leave a few doubtful crops
-    cfg = project(site, None, **{"dataset.require_empty_queue": True, "dataset.min_accepted": 1})
+    # A picture no detector finds a face in: at --subject auto its whole-picture crop waits in the queue.
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    Image.new("RGB", (300, 200), (120, 170, 230)).save(extra / "sky.png")
+    cfg = project(site, extra, **{"dataset.require_empty_queue": True, "dataset.min_accepted": 1,
+                                  "process.subject": "auto"})
     s = run_build(cfg, str(home))
+    left = s["review"]["left"]
+    assert left >= 1 + first["review"]["left"]
     assert s["dataset"]["version"] is None and "require_empty_queue" in s["dataset"]["why"]
-    assert f"{first['review']['left']} doubtful" in s["dataset"]["why"]
+    assert f"{left} doubtful" in s["dataset"]["why"]
 
 
 def test_flow_build_exits_1_and_names_the_source_that_failed(prefect_api, tmp_path, monkeypatch):
@@ -395,7 +403,10 @@ def test_a_build_killed_half_way_leaves_no_process_and_a_rerun_skips_what_finish
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             for pid in _descendants(proc.pid):
-                seen.setdefault(pid, _cmdline(pid))
+                # Every command line a pid had: one read between fork and exec shows the parent's.
+                line = _cmdline(pid)
+                if line and line not in seen.get(pid, ""):
+                    seen[pid] = f"{seen[pid]} | {line}" if pid in seen else line
             if results.is_dir() and any(f.name.startswith("process-items-") for f in results.iterdir()):
                 break  # crawl and ingest finished, the first images are processed: the middle
             time.sleep(0.1)
