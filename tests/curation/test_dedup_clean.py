@@ -72,17 +72,24 @@ def test_the_policy_puts_clean_before_largest_and_says_why():
     assert choose_keeper([other, small_clean]) == "d" and "larger" in why_kept(other, small_clean)
 
 
-def test_process_keeps_the_smaller_clean_copy_over_the_bigger_marked_one(ws, tmp_path):
+def ingest_clean_and_marked(ws, tmp_path) -> tuple[bytes, bytes]:
+    """A 512 px clean face and a 768 px copy with marks drawn over it, ingested; their bytes."""
     art = tmp_path / "art"
     art.mkdir()
     face = draw_character(3, 512)
-    (art / "clean.png").write_bytes(encode(face, "PNG"))
-    (art / "marked.png").write_bytes(encode(marked(face.resize((768, 768), Image.LANCZOS)), "PNG"))
+    clean, marked_copy = encode(face, "PNG"), encode(marked(face.resize((768, 768), Image.LANCZOS)), "PNG")
+    (art / "clean.png").write_bytes(clean)
+    (art / "marked.png").write_bytes(marked_copy)
     ingest([str(art)], ws, progress=False)
+    return clean, marked_copy
+
+
+def test_process_keeps_the_smaller_clean_copy_over_the_bigger_marked_one(ws, tmp_path):
+    clean, marked_copy = ingest_clean_and_marked(ws, tmp_path)
     process(ws, CFG, progress=False)
     crops = {c["image_sha256"]: c for c in current_crops(ws, CFG)}
-    clean_id = crops[sha256_hex((art / "clean.png").read_bytes())]["crop_id"]
-    marked_id = crops[sha256_hex((art / "marked.png").read_bytes())]["crop_id"]
+    clean_id = crops[sha256_hex(clean)]["crop_id"]
+    marked_id = crops[sha256_hex(marked_copy)]["crop_id"]
     groups = {g.crop_id: g for g in tables.read_records(ws, DupGroup)}
     assert groups[clean_id].group_id == groups[marked_id].group_id, "the two copies must be one group"
     assert groups[clean_id].keeper and not groups[marked_id].keeper
@@ -92,14 +99,9 @@ def test_process_keeps_the_smaller_clean_copy_over_the_bigger_marked_one(ws, tmp
 
 
 def test_the_old_policy_would_have_kept_the_marked_one(ws, tmp_path):
-    art = tmp_path / "art"
-    art.mkdir()
-    face = draw_character(3, 512)
-    (art / "clean.png").write_bytes(encode(face, "PNG"))
-    (art / "marked.png").write_bytes(encode(marked(face.resize((768, 768), Image.LANCZOS)), "PNG"))
-    ingest([str(art)], ws, progress=False)
+    _, marked_copy = ingest_clean_and_marked(ws, tmp_path)
     cfg = replace(CFG, dedup_policy="largest,lossless,original,earliest")
     process(ws, cfg, progress=False)
     crops = {c["image_sha256"]: c for c in current_crops(ws, cfg)}
-    marked_id = crops[sha256_hex((art / "marked.png").read_bytes())]["crop_id"]
+    marked_id = crops[sha256_hex(marked_copy)]["crop_id"]
     assert {g.crop_id: g for g in tables.read_records(ws, DupGroup)}[marked_id].keeper
