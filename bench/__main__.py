@@ -3,7 +3,7 @@
 import argparse
 
 from bench import (big_picture, first_user, crawl_throughput, dead_host, detect_eval, embed_speed, eval_time, flow_overhead,
-                   folder_eval, ingest_throughput, neardup, process_throughput, review_speed, tag_learner)
+                   folder_eval, ingest_throughput, learner_eval, neardup, process_throughput, review_speed, tag_learner)
 
 BENCHES = {
     "ingest": ingest_throughput.main,
@@ -20,11 +20,15 @@ BENCHES = {
     "tag_learner": lambda: tag_learner.main([]),
     "folder_eval": lambda: folder_eval.main([]),
     "first_user": lambda: first_user.main([]),
+    "learner_eval": lambda: learner_eval.main([]),
 }
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="headshot benchmarks. Example: python -m bench ingest")
     ap.add_argument("names", nargs="*", help=f"which to run: {', '.join(BENCHES)} (default: all)")
     args = ap.parse_args()
+    unknown = [n for n in args.names if n not in BENCHES]
+    if unknown:
+        ap.error(f"no benchmark named {', '.join(unknown)}; there are: {', '.join(BENCHES)}")
     for name in args.names or BENCHES:
         BENCHES[name]()

@@ -9,7 +9,9 @@ at least one crop, and every crop is embedded.
 For n = 20, 50 and 100 labels, drawn at random (5 draws, stratified so both answers are
 there), the learner is trained as the review page trains it and its P(accept) >= 0.5 is
 compared with the reviewer on every crop it was not given: the agreement, with the crop
-embeddings among its features and without them. Then "more like these": 5 random examples of
+embeddings among its features and without them. Then the reviewer working as the review page
+leads (the learner's least sure first, 10 at a time): from the queue's order, and from 10
+random starts of 20 labels. Then "more like these": 5 random examples of
 one source folder, and the share of that folder's crops among the top 20 of the ranking (or
 among the top k where the folder has fewer than 20 crops left: k is printed).
 
@@ -49,6 +51,7 @@ ANIME_FACES_IN = {"outliers/fullbody", "outliers/animated", "outliers/transparen
                   "outliers/odd_format", "outliers/near_duplicate"}
 SIZES = (20, 50, 100)
 DRAWS = 5
+STARTS = 10
 
 
 def folders_of(ws: Workspace) -> dict[str, str]:
@@ -104,6 +107,31 @@ def active_agreement(ws: Workspace, items, truth: dict[str, bool], sizes, compon
     return out
 
 
+def started_agreement(ws: Workspace, items, truth: dict[str, bool], sizes, components: int, seed: int,
+                      cache: FeatureCache, embeddings: Embeddings, start: tuple[int, int] = (8, 12),
+                      batch: int = 10) -> dict[int, float]:
+    """As active_agreement, from a random start instead of the queue's order: `start` labels
+    (headshots, others) drawn with `seed`, then the learner's order, `batch` at a time. One
+    queue order is one path through the labels; ten starts say how much a figure owes to it."""
+    rng = random.Random(seed)
+    pos = [it.crop_id for it in items if truth[it.crop_id]]
+    neg = [it.crop_id for it in items if not truth[it.crop_id]]
+    states = {c: label("accept" if truth[c] else "reject") for c in rng.sample(pos, start[0]) + rng.sample(neg, start[1])}
+    learner = ActiveLearner(ws, LearnerConfig(embed_components=components), cache=cache, embeddings=embeddings)
+    report = learner.update(items, states)
+    out: dict[int, float] = {}
+    while len(states) < max(sizes):
+        nxt = [c for c in (report.order if report is not None and report.order else [it.crop_id for it in items])
+               if c not in states]
+        for c in nxt[:batch]:
+            states[c] = label("accept" if truth[c] else "reject")
+        report = learner.update(items, states)
+        if len(states) in sizes and report is not None:
+            rest = [c for c in report.p_accept if c not in states]
+            out[len(states)] = sum((report.p_accept[c] >= 0.5) == truth[c] for c in rest) / len(rest)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     if not SHARED_DATA.is_dir():
         print("## learner evaluation: skipped (no ../shared/data)")
@@ -150,6 +178,16 @@ def main(argv: list[str] | None = None) -> dict:
             for n in SIZES:
                 print(f"| {n}, in the learner's order | " + " | ".join(
                     f"{active[c][n]:.1%}" if n in active[c] else "-" for c in [*comps, 0]) + f" | {base:.1%} |")
+            started = {c: [started_agreement(ws, items, truth, (50, 100), c, seed, cache, embeddings)
+                           for seed in range(STARTS)] for c in [*comps, 0]}
+            for n in (50, 100):
+                cells = []
+                for c in [*comps, 0]:
+                    vals = [r[n] for r in started[c] if n in r]
+                    result[(name, f"started {n}", c)] = statistics.mean(vals) if vals else None
+                    cells.append(f"{statistics.mean(vals):.1%} ({min(vals):.0%}-{max(vals):.0%})" if vals else "-")
+                print(f"| {n}, learner's order from {STARTS} random starts of 20 | " + " | ".join(cells)
+                      + f" | {base:.1%} |")
         print("\n\"More like these\": 5 random examples of one folder, share of that folder in the top k of the rest"
               f" ({DRAWS} draws)\n\n| folder | crops | k | precision at k |\n|---|---|---|---|")
         ids = [it.crop_id for it in items]

@@ -1,6 +1,8 @@
 """What the active learner sees of a crop: its ledger (how each filter scored it, its
-duplicate group), a few cheap pixel numbers (colour, greyness, detail, a tiny thumbnail) and,
-where the crop has one, its embedding's first principal components (curation.embeddings).
+duplicate group), where it sits in its picture (a whole-picture crop or a face, the picture's
+shape, the box's share of it), a few cheap pixel numbers (colour, greyness, detail, a tiny
+thumbnail) and, where the crop has one, its embedding's first principal components
+(curation.embeddings).
 
 Ledger features come from the Item at no cost. Pixel features need the crop decoded (about a
 millisecond each), so `FeatureCache` keeps them in the workspace, keyed by crop id (the id is
@@ -24,6 +26,7 @@ from PIL import Image, ImageOps
 from curation import filters
 from curation.embeddings import Embeddings, PrincipalAxes
 from curation.process_dedup import DUPLICATE
+from curation.subject import WHOLE
 from manifests.atomic import write_bytes_atomic
 from manifests.workspace import Workspace
 from media.decode import to_rgb
@@ -40,6 +43,12 @@ _GREY_CHROMA = 16  # max - min of R, G, B (0-255) at or under which a pixel coun
 _HUE_BINS = 8
 
 _ITEM_NAMES = ("detector_score", "keeper", "distance", "log_group_size")
+# Where the crop sits in its picture: whether it is a whole-picture crop (the learner fits such
+# crops their own weights beside the shared ones: see learner.WHOLE), the picture's shape (a
+# banner, a page, a square avatar), how much of it the box covers (a head that fills the frame
+# or a figure in a scene) and the box's own shape.
+_GEOMETRY_NAMES = ("whole", "picture_log_aspect", "picture_abs_log_aspect", "box_share", "box_log_aspect",
+                   "log_picture_side")
 PIXEL_NAMES: tuple[str, ...] = (
     ("hue_x", "hue_y", "hue_spread", "sat_mean", "sat_std", "val_mean", "val_std",
      "colourfulness", "grey_fraction", "log_laplacian_var")
@@ -68,7 +77,7 @@ def ledger_slots() -> list[Slot]:
 
 def ledger_names(slots: Sequence[Slot] | None = None) -> tuple[str, ...]:
     return tuple(f"{name}.{part}" for name, parts, _ in (slots or ledger_slots()) for part in (*parts, "present")
-                 ) + _ITEM_NAMES
+                 ) + _ITEM_NAMES + _GEOMETRY_NAMES
 
 
 def feature_names() -> tuple[str, ...]:
@@ -110,7 +119,18 @@ def ledger_features(item: Item, slots: Sequence[Slot] | None = None) -> list[flo
     det = float(item.detector_score) if math.isfinite(item.detector_score) else 0.0
     out += [math.log1p(max(det, 0.0)), float(bool(item.keeper)), float(item.distance),
             math.log(max(int(item.group_size), 1))]
-    return out
+    return out + geometry_features(item)
+
+
+def geometry_features(item: Item) -> list[float]:
+    """_GEOMETRY_NAMES' values; a picture or box of unknown size gives 0s (a square that fills
+    the frame) beside `whole`."""
+    whole = float(item.detector == WHOLE)
+    w, h, bw, bh = item.image_width, item.image_height, item.box_w, item.box_h
+    if w <= 0 or h <= 0 or bw <= 0 or bh <= 0:
+        return [whole, 0.0, 0.0, 1.0, 0.0, 0.0]
+    aspect = math.log(w / h)
+    return [whole, aspect, abs(aspect), min(1.0, bw * bh / (w * h)), math.log(bw / bh), math.log(max(w, h))]
 
 
 def ledger_matrix(items: Sequence[Item]) -> np.ndarray:

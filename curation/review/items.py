@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from manifests import tables
-from manifests.records import DupGroup, FaceCrop, FilterResult, ScrapedImage
+from manifests.records import DupGroup, FaceCrop, FilterResult, ScrapedImage, StoredImage
 from manifests.workspace import Workspace
 
 from .. import selection
@@ -46,6 +46,11 @@ class Item:
     page_url: str = ""
     image_url: str = ""
     opted_out: bool = False
+    # where the crop sits in its picture (source pixels after EXIF orientation; 0: not known)
+    box_w: int = 0
+    box_h: int = 0
+    image_width: int = 0
+    image_height: int = 0
 
     def public(self) -> dict[str, Any]:
         """What the browser gets: no filesystem path."""
@@ -64,7 +69,7 @@ def _columns(table) -> dict[str, list]:
 
 def _select(ws: Workspace) -> dict[str, list]:
     crops = _columns(tables.read_table(ws, FaceCrop, ["crop_id", "image_sha256", "crop_path", "detector", "score",
-                                                      *selection.COLUMNS]))
+                                                      "box_w", "box_h", *selection.COLUMNS]))
     if not crops["crop_id"]:
         raise NothingToReview(f"no crops in {ws.home} yet: run `headshot ingest PATH` and `headshot process` first")
     keep = selection.selected(ws, crops)
@@ -91,6 +96,13 @@ def _lineage(ws: Workspace, wanted: set[str]) -> dict[str, dict[str, Any]]:
     return best
 
 
+def _dimensions(ws: Workspace, wanted: set[str]) -> dict[str, tuple[int, int]]:
+    """image sha256 -> (width, height) of the stored picture, upright."""
+    t = _columns(tables.read_table(ws, StoredImage, ["image_sha256", "width", "height"]))
+    return {sha: (int(w or 0), int(h or 0)) for sha, w, h in zip(t["image_sha256"], t["width"], t["height"])
+            if sha in wanted}
+
+
 def _earlier(a: dict, b: dict) -> bool:
     pa_, pb = a["published_at"], b["published_at"]
     if pa_ is not None and (pb is None or pa_ < pb):
@@ -102,8 +114,9 @@ def load_items(ws: Workspace) -> list[Item]:
     """The present crops with their verdicts, groups and lineage (unsorted)."""
     crops = _select(ws)
     ids = crops["crop_id"]
-    items = [Item(c, s, p, d, float(sc or 0.0)) for c, s, p, d, sc in
-             zip(ids, crops["image_sha256"], crops["crop_path"], crops["detector"], crops["score"])]
+    items = [Item(c, s, p, d, float(sc or 0.0), box_w=int(w or 0), box_h=int(h or 0)) for c, s, p, d, sc, w, h in
+             zip(ids, crops["image_sha256"], crops["crop_path"], crops["detector"], crops["score"], crops["box_w"],
+                 crops["box_h"])]
     by_subject: dict[str, list[int]] = {}
     for n, it in enumerate(items):
         by_subject.setdefault(it.crop_id, []).append(n)
@@ -126,7 +139,9 @@ def load_items(ws: Workspace) -> list[Item]:
             it.group_id, it.keeper, it.distance = g, bool(k), int(d)
             sizes[g] = sizes.get(g, 0) + 1
     lineage = _lineage(ws, {it.image_sha256 for it in items})
+    dims = _dimensions(ws, {it.image_sha256 for it in items})
     for it in items:
+        it.image_width, it.image_height = dims.get(it.image_sha256, (0, 0))
         it.group_size = sizes.get(it.group_id, 1)
         src = lineage.get(it.image_sha256, {})
         it.source, it.title, it.artist = src.get("source") or "", src.get("title") or "", src.get("artist") or ""
