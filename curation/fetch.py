@@ -7,7 +7,8 @@ opt-out. Every outcome is a `FetchResult` with a status and a reason; nothing ra
 
 Against hostile or dead servers: a deadline per URL that a dripping server cannot stretch
 (curation/fetch_http.py), a host that does not answer at all is given up on for the rest of
-the run, redirects are followed to http(s) only, and `user:pass@` credentials are sent as
+the run, redirects are followed to http(s) only (each hop waits its host's turn and obeys its
+robots.txt, as any URL does), and `user:pass@` credentials are sent as
 Basic auth on the first request only and never appear in what is returned.
 """
 
@@ -25,6 +26,7 @@ import urllib.parse
 import urllib.request
 import urllib.robotparser
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 from manifests.tables import code_version
 from media.optout import opted_out
@@ -99,10 +101,24 @@ class RedirectRefused(Exception):
         self.url, self.code = url, code
 
 
+class RedirectBlocked(Exception):
+    """A redirect's target that this run will not ask: robots.txt of its host disallows it, or
+    the host did not answer earlier."""
+
+    def __init__(self, url: str, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.url, self.status, self.reason = url, status, reason
+
+
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     """urllib's redirects, but to http(s) only (urllib's own follows ftp://), never with the
     credentials a Location may carry, and without reading the redirect's body, which could be
-    endless (urllib reads it all into memory)."""
+    endless (urllib reads it all into memory). Each hop is a request like any other: `on_hop`
+    (the Fetcher's) waits the target host's turn and checks its robots.txt before it is sent."""
+
+    def __init__(self, on_hop: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self.on_hop = on_hop
 
     def http_error_302(self, req, fp, code, msg, headers):
         location = headers.get("location") or headers.get("uri")
@@ -116,14 +132,17 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return super().redirect_request(req, fp, code, msg, headers, redact_url(newurl))
+        new = super().redirect_request(req, fp, code, msg, headers, redact_url(newurl))
+        if new is not None and self.on_hop is not None:
+            self.on_hop(new.full_url)
+        return new
 
 
-def build_opener(cfg: FetchConfig) -> urllib.request.OpenerDirector:
+def build_opener(cfg: FetchConfig, on_hop: Callable[[str], None] | None = None) -> urllib.request.OpenerDirector:
     """Only what a download needs: no ftp:, file: or data: handler that any path could reach."""
     opener = urllib.request.OpenerDirector()
     for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), HTTPHandler(cfg.connect_timeout),
-                    HTTPSHandler(cfg.connect_timeout), urllib.request.HTTPDefaultErrorHandler(), _HttpOnlyRedirects(),
+                    HTTPSHandler(cfg.connect_timeout), urllib.request.HTTPDefaultErrorHandler(), _HttpOnlyRedirects(on_hop),
                     urllib.request.HTTPErrorProcessor()):
         opener.add_handler(handler)
     opener.addheaders = [("User-Agent", cfg.user_agent), ("Accept", "image/*,*/*;q=0.5")]
@@ -145,17 +164,40 @@ class Fetcher:
         self._host_next: dict[str, float] = {}
         self._robots: dict[str, urllib.robotparser.RobotFileParser | FetchResult] = {}
         self._dead: dict[str, str] = {}  # host:port -> why it did not answer, the first time in this run
-        self._opener = build_opener(self.cfg)
+        self._opener = build_opener(self.cfg, self._before_hop)
 
     def _host_lock(self, host: str) -> threading.Lock:
         with self._guard:
             return self._host_locks.setdefault(host, threading.Lock())
 
     def _wait_turn(self, host: str) -> None:
-        delay = self._host_next.get(host, 0.0) - time.monotonic()
-        if delay > 0:
-            self._sleep(delay)
-        self._host_next[host] = time.monotonic() + self.cfg.per_host_delay
+        """Sleep until `host`'s next turn, which this call takes: turns are `per_host_delay` apart
+        whichever thread asks (a redirect's hop to a host runs under another host's lock)."""
+        with self._guard:
+            now = time.monotonic()
+            start = max(now, self._host_next.get(host, 0.0))
+            self._host_next[host] = start + self.cfg.per_host_delay
+        if start > now:
+            self._sleep(start - now)
+
+    def _before_hop(self, url: str) -> None:
+        """A redirect is about to ask `url`: its host's turn, its robots.txt and whether it
+        answered earlier count as for any URL (a redirect cannot launder a disallowed path or
+        skip the throttle)."""
+        parts = urllib.parse.urlsplit(url)
+        host = host_key(parts)
+        if (why := self._dead_why(host)) is not None:
+            raise RedirectBlocked(url, "http_error", f"redirected to host {host}, which did not answer earlier in "
+                                  f"this run ({why}); not tried again")
+        if self.cfg.obey_robots:
+            origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
+            rp = self._robots_for(origin, host)
+            if isinstance(rp, FetchResult):
+                raise RedirectBlocked(url, rp.status, f"redirected to {redact_url(url)}: {rp.reason}")
+            if not rp.can_fetch(self.cfg.user_agent, url):
+                raise RedirectBlocked(url, "robots_disallowed", f"redirected to {redact_url(url)}, which robots.txt "
+                                      f"of {host} disallows")
+        self._wait_turn(host)
 
     def _dead_why(self, host: str) -> str | None:
         with self._guard:
@@ -266,6 +308,8 @@ class Fetcher:
         except RedirectRefused as exc:
             return FetchResult(url, "invalid", f"redirected to {redact_url(exc.url)}; only http(s) is followed",
                                http_status=exc.code), None, True
+        except RedirectBlocked as exc:
+            return FetchResult(url, exc.status, exc.reason), None, True
         except urllib.error.HTTPError as exc:
             exc.close()
             retry_after = parse_retry_after(exc.headers.get("Retry-After")) if exc.headers else None

@@ -16,6 +16,7 @@ from dataclasses import replace
 import pytest
 
 from curation.fetch import FetchConfig, Fetcher, redact_url
+from tests.conftest import Site
 
 JPEG_HEAD = b"\xff\xd8\xff\xe0"
 
@@ -252,8 +253,10 @@ def test_a_dead_redirect_target_is_the_host_given_up_on(site):
     site.add("/b.jpg", (200, {"Content-Type": "image/jpeg"}, JPEG_HEAD))
     f = Fetcher(fast(retries=3, backoff=1.0))
     res, took = within(10, f.fetch, site.url("/a.jpg"))
-    assert took < 0.9 and res.reason == (f"network error: host 127.0.0.1:{port} did not answer (connection refused); "
-                                         "not tried again in this run")
+    # The hop is asked like any URL of that host: its robots.txt first, which finds it dead.
+    assert took < 0.9 and res.reason == (f"redirected to http://127.0.0.1:{port}/a.jpg: network error: host "
+                                         f"127.0.0.1:{port} did not answer when asked for robots.txt (connection "
+                                         "refused); not tried again in this run")
     assert f.fetch(site.url("/b.jpg")).status == "ok"  # the host that redirected is alive
     assert "did not answer earlier in this run" in f.fetch(f"http://127.0.0.1:{port}/c.jpg").reason
 
@@ -376,3 +379,33 @@ def test_https_works_and_a_handshake_that_never_comes_is_cut_at_the_deadline(tls
     assert took < 1.5 + 3  # the 5 s read timeout never came into it
     assert res.reason == ("the download took longer than the 1.5 s deadline "
                           "(its status line and headers had not all arrived)")
+
+
+def test_a_redirect_hop_obeys_the_target_s_robots_and_the_throttle(site):
+    other = Site()
+    other.thread.start()
+    try:
+        other.add("/robots.txt", (200, {"Content-Type": "text/plain"}, b"User-agent: *\nDisallow: /private/\n"))
+        other.add("/private/a.jpg", (200, {"Content-Type": "image/jpeg"}, JPEG_HEAD))
+        other.add("/public/b.jpg", (200, {"Content-Type": "image/jpeg"}, JPEG_HEAD + b"\0"))
+        site.add("/to-private.jpg", (302, {"Location": other.url("/private/a.jpg")}, b""))
+        site.add("/to-public.jpg", (302, {"Location": other.url("/public/b.jpg")}, b""))
+        site.add("/hop.jpg", (302, {"Location": site.url("/img.jpg")}, b""))
+        site.add("/img.jpg", (200, {"Content-Type": "image/jpeg"}, JPEG_HEAD + b"\1"))
+        f = Fetcher(fast(per_host_delay=0.4))
+        # A redirect cannot launder a path the target's robots.txt disallows.
+        res, _ = within(10, f.fetch, site.url("/to-private.jpg"))
+        assert res.status == "robots_disallowed" and "robots.txt of 127.0.0.1" in res.reason
+        assert other.hits("/private/a.jpg") == [] and len(other.hits("/robots.txt")) == 1
+        assert f.fetch(site.url("/to-public.jpg")).data == JPEG_HEAD + b"\0"
+        # A hop to the same host waits that host's turn like any other request.
+        res, took = within(10, f.fetch, site.url("/hop.jpg"))
+        assert res.status == "ok" and res.data == JPEG_HEAD + b"\1"
+        (asked,), (hopped,) = site.hits("/hop.jpg"), site.hits("/img.jpg")
+        assert hopped - asked >= 0.38
+        # And every request to the target host was spaced too, robots.txt included.
+        times = sorted(t for t, _, _ in other.log)
+        assert len(times) == 2 and all(b - a >= 0.38 for a, b in zip(times, times[1:]))
+    finally:
+        other.server.shutdown()
+        other.server.server_close()
