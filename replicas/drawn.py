@@ -19,6 +19,18 @@ from PIL import Image, ImageDraw
 HAIR = [(120, 70, 40), (30, 30, 40), (230, 200, 120), (200, 60, 90), (80, 120, 200), (240, 240, 245), (90, 160, 90)]
 IRIS = [(60, 90, 200), (40, 140, 60), (170, 40, 60), (120, 60, 160), (200, 140, 30)]
 SKIN = [(255, 228, 210), (250, 215, 190), (240, 200, 175)]
+# What a person would call HAIR's and IRIS's colours (curation.colours' names).
+HAIR_NAMES = ["brown", "black", "blonde", "red", "blue", "white", "green"]
+IRIS_NAMES = ["blue", "green", "red", "purple", "yellow"]
+
+
+def face_colours(seed: int) -> tuple[str, str]:
+    """(hair, eyes) named, of `draw_face(seed)` (and of `draw_character(seed)`)."""
+    rng = random.Random(seed)
+    for _ in range(3):  # the background's three channels come first
+        rng.randint(200, 255)
+    hair, iris = rng.choice(range(len(HAIR))), rng.choice(range(len(IRIS)))
+    return HAIR_NAMES[hair], IRIS_NAMES[iris]
 
 
 def draw_face(seed: int = 0, size: int = 512) -> Image.Image:
