@@ -305,8 +305,40 @@ class DatasetRow(Record):
     )
 
 
+@dataclass(frozen=True)
+class Attribute(Record):
+    """One attribute of a crop and where it came from: a colour estimated from its pixels
+    (name "hair" or "eyes", origin "estimated", `version` the estimator's), or a tag or the
+    character name from the page it was scraped from (name "tag" or "character", origin
+    "scraped"). The review queue's own tags live in review.sqlite, where a person changes
+    them; readers put them beside these (curation.attributes)."""
+
+    crop_id: str
+    name: str
+    value: str
+    origin: str
+    confidence: float = 1.0
+    version: str = ""
+
+    TABLE: ClassVar[str] = "attributes"
+    KEY: ClassVar[tuple[str, ...]] = ("crop_id", "name", "value", "origin", "version")
+    ORIGINS: ClassVar[frozenset[str]] = frozenset({"estimated", "scraped"})
+    SCHEMA: ClassVar[pa.Schema] = _schema(
+        ("crop_id", pa.string(), False),
+        ("name", pa.string(), False),
+        ("value", pa.string(), False),
+        ("origin", pa.string(), False),
+        ("confidence", pa.float32(), False),
+        ("version", pa.string(), False),
+    )
+
+    def __post_init__(self) -> None:
+        if self.origin not in self.ORIGINS:
+            raise ValueError(f"Attribute.origin {self.origin!r} is not one of {', '.join(sorted(self.ORIGINS))}")
+
+
 ALL_RECORDS: tuple[type[Record], ...] = (
-    ScrapedImage, StoredImage, FaceCrop, FilterResult, HashRecord, DupGroup, Review, DatasetRow,
+    ScrapedImage, StoredImage, FaceCrop, FilterResult, HashRecord, DupGroup, Review, DatasetRow, Attribute,
 )
 PIPELINE_TABLES: tuple[type[Record], ...] = (ScrapedImage, StoredImage, FaceCrop, FilterResult, HashRecord, DupGroup)
 
@@ -357,6 +389,6 @@ def from_table(cls: type[Record], table: pa.Table) -> list[Record]:
 
 __all__ = [
     "SCHEMA_VERSION", "Record", "ScrapedImage", "StoredImage", "FaceCrop", "FilterResult",
-    "HashRecord", "DupGroup", "Review", "DatasetRow", "ALL_RECORDS", "PIPELINE_TABLES",
+    "HashRecord", "DupGroup", "Review", "DatasetRow", "Attribute", "ALL_RECORDS", "PIPELINE_TABLES",
     "to_table", "from_table", "escape_text",
 ]

@@ -126,11 +126,14 @@ def process(
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     no_embeddings: bool = typer.Option(False, "--no-embeddings", help="Skip the crops' EfficientNet-Lite0 "
                                        "embeddings (the review learner and more-like-these compute them later)."),
+    no_attributes: bool = typer.Option(False, "--no-attributes", help="Skip the crops' hair and eye colours and "
+                                       "scraped tags (`headshot attributes` adds them later)."),
 ) -> None:
     """Find faces, crop them, filter and de-duplicate: only what is new or what a changed setting affects.
 
     Then the new crops' embeddings, for the review learner, tag proposals and more like these
-    (cached in the workspace; --no-embeddings leaves them for later).
+    (cached in the workspace; --no-embeddings leaves them for later), and their attributes: hair
+    and eye colours and the tags of their pages (--no-attributes leaves them for later).
 
     Settings start from the project config's [process] tables; --set wins over them, and the
     named options win over --set.
@@ -171,6 +174,10 @@ def process(
                f"{report.rejudged} re-filtered, {report.crops_new} new crops, {report.images_failed} failed")
     if not no_embeddings:
         _embed_crops(ws, progress=not no_progress)
+    if not no_attributes:
+        from pipelines.cli_attributes import attribute_crops
+
+        attribute_crops(ws, progress=not no_progress)
     for line in report.errors[:10]:
         typer.echo(f"  failed: {line}")
     from pipelines.report import format_summary
@@ -321,10 +328,10 @@ def main() -> None:
         sys.exit(4)
 
 
-# Registers `dataset build/export/list/diff` on dataset_app, and `encode`, `review`, `train`,
+# Registers `dataset build/export/list/diff` on dataset_app, and `attributes`, `encode`, `review`, `train`,
 # `generate` and `evaluate` on app. After this module's commands, so that `headshot --help`
 # lists the pipeline's own steps first (Typer keeps the order commands registered in).
-from pipelines import cli_dataset, cli_encode, cli_flow, cli_review, cli_train  # noqa: E402,F401
+from pipelines import cli_attributes, cli_dataset, cli_encode, cli_flow, cli_review, cli_train  # noqa: E402,F401
 
 if __name__ == "__main__":
     main()

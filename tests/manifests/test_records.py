@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 import pytest
 
 from manifests.records import (
-    ALL_RECORDS, DatasetRow, DupGroup, FaceCrop, FilterResult, HashRecord, Review, ScrapedImage,
+    ALL_RECORDS, Attribute, DatasetRow, DupGroup, FaceCrop, FilterResult, HashRecord, Review, ScrapedImage,
     StoredImage, from_table, to_table,
 )
 
@@ -25,6 +25,7 @@ SAMPLES = [
     DupGroup(crop_id="c1", group_id="g1", keeper=True, distance=0, policy="largest"),
     Review(crop_id="c1", decision="accept", reviewer="ann", at=NOW, tags=("disney",)),
     DatasetRow(crop_id="c1", crop_path="crops/c1.png", split="train", tags=("x",), image_url="https://x"),
+    Attribute(crop_id="c1", name="hair", value="blue", origin="estimated", confidence=0.75, version="colours-v1"),
 ]
 
 
@@ -51,6 +52,8 @@ def test_status_is_checked():
         StoredImage(image_sha256="00" * 32, status="fine")
     with pytest.raises(ValueError, match="decision"):
         Review(crop_id="c", decision="maybe", reviewer="a", at=NOW)
+    with pytest.raises(ValueError, match="origin"):
+        Attribute(crop_id="c", name="hair", value="blue", origin="guessed")
 
 
 def test_to_table_refuses_mixed_records():
