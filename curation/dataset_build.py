@@ -26,13 +26,14 @@ from manifests.datasets import DatasetDiff, DatasetError, VersionInfo, check_nam
 from manifests.records import DatasetRow
 from manifests.workspace import Workspace, new_run_id
 
+from .attributes import Attr, crop_attributes
 from .review.items import DOUBTFUL, FAILED, PASSED, Item, NothingToReview, load_items
 
 TRAIN, VAL = "train", "val"
 RULE_REVIEWER = "rules"
 # What each crop came to; the counts a build reports and stores in the version's metadata.
 CATEGORIES = ("accepted_human", "accepted_model", "accepted_rule", "rejected", "skipped", "failed",
-              "undecided", "opted_out")
+              "undecided", "opted_out", "not_tagged")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class BuildConfig:
     val_fraction: float = 0.1  # share of pictures (with their duplicate groups) held out
     split_seed: str = "headshot"  # another seed draws another split; the same seed, the same one
     include_model: bool = True  # decisions with origin "model" count (else the rule decides)
+    # Only crops that carry every one of these (a person's tag, a scraped tag, or name=value of
+    # an attribute: hair=blue), and none of exclude_tags; the rest are left out as "not_tagged".
+    tags: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -50,7 +55,8 @@ class BuildConfig:
             raise DatasetError(f"min accepted {self.min_accepted} is negative")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """JSON-shaped: the tag lists as lists, as a version's metadata reads them back."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -118,10 +124,33 @@ def decide_one(it: Item, states: dict, cfg: BuildConfig) -> Decision:
     return out(False, "undecided", "passed, but rules are off and nobody decided yet")
 
 
-def decide(items: list[Item], states: dict, cfg: BuildConfig | None = None) -> list[Decision]:
-    """The final decision per crop, in crop id order. `states`: ReviewStore.current()."""
+def decide(items: list[Item], states: dict, cfg: BuildConfig | None = None,
+           attributes: dict[str, list[Attr]] | None = None) -> list[Decision]:
+    """The final decision per crop, in crop id order. `states`: ReviewStore.current();
+    `attributes`: crop_attributes(), for cfg.tags and cfg.exclude_tags."""
     cfg = cfg or BuildConfig()
-    return [decide_one(it, states, cfg) for it in sorted(items, key=lambda it: it.crop_id)]
+    out = [decide_one(it, states, cfg) for it in sorted(items, key=lambda it: it.crop_id)]
+    if cfg.tags or cfg.exclude_tags:
+        out = [_by_tags(d, (attributes or {}).get(d.crop_id, []), cfg) for d in out]
+    return out
+
+
+def labels_of(d: Decision, attrs: list[Attr]) -> set[str]:
+    """What --tag and --exclude-tag match for a crop: its tags (a person's, the scraped ones)
+    and name=value of every attribute."""
+    return set(d.tags) | {a.value for a in attrs if a.name == "tag"} | {f"{a.name}={a.value}" for a in attrs}
+
+
+def _by_tags(d: Decision, attrs: list[Attr], cfg: BuildConfig) -> Decision:
+    if not d.included:
+        return d
+    have = labels_of(d, attrs)
+    missing = [t for t in cfg.tags if t not in have]
+    banned = [t for t in cfg.exclude_tags if t in have]
+    if not missing and not banned:
+        return d
+    why = (f"does not carry {', '.join(missing)}" if missing else f"carries the excluded {', '.join(banned)}")
+    return Decision(d.crop_id, False, "not_tagged", d.decision, d.origin, d.reviewer, d.tags, f"left out: {why}")
 
 
 def split_keys(items: list[Item]) -> dict[str, str]:
@@ -159,8 +188,10 @@ def split_of(key: str, cfg: BuildConfig) -> str:
     return VAL if int.from_bytes(digest[:8], "big") / 2**64 < cfg.val_fraction else TRAIN
 
 
-def rows_for(items: list[Item], decisions: list[Decision], cfg: BuildConfig) -> list[DatasetRow]:
+def rows_for(items: list[Item], decisions: list[Decision], cfg: BuildConfig,
+             attributes: dict[str, list[Attr]] | None = None) -> list[DatasetRow]:
     keys = split_keys(items)
+    attributes = attributes or {}
     by_id = {it.crop_id: it for it in items}
     rows = []
     for d in decisions:
@@ -170,9 +201,14 @@ def rows_for(items: list[Item], decisions: list[Decision], cfg: BuildConfig) -> 
         rows.append(DatasetRow(
             crop_id=it.crop_id, crop_path=it.crop_path, split=split_of(keys[it.crop_id], cfg), tags=d.tags,
             image_sha256=it.image_sha256, source=it.source, page_url=it.page_url, image_url=it.image_url,
-            artist=it.artist, title=it.title,
+            artist=it.artist, title=it.title, attributes=_attribute_strings(attributes.get(it.crop_id, [])),
         ))
     return rows
+
+
+def _attribute_strings(attrs: list[Attr]) -> tuple[str, ...]:
+    """name=value of the crop's attributes but a person's tags (which are the row's `tags`)."""
+    return tuple(sorted({f"{a.name}={a.value}" for a in attrs if a.origin != "review"}))
 
 
 def _read_states(ws: Workspace) -> dict:
@@ -202,7 +238,10 @@ def build_dataset(ws: Workspace, name: str, cfg: BuildConfig | None = None) -> B
             items = load_items(ws)
         except NothingToReview as exc:
             raise DatasetError(str(exc)) from None
-        decisions = decide(items, _read_states(ws), cfg)
+        states = _read_states(ws)
+        attributes = crop_attributes(ws, [it.crop_id for it in items],
+                                     review_tags={c: tuple(s.tags) for c, s in states.items() if s.tags})
+        decisions = decide(items, states, cfg, attributes)
         counts = dict.fromkeys(CATEGORIES, 0)
         counts.update(Counter(d.category for d in decisions))
         accepted = sum(d.included for d in decisions)
@@ -212,7 +251,7 @@ def build_dataset(ws: Workspace, name: str, cfg: BuildConfig | None = None) -> B
                 f"{counts['undecided']} doubtful or undecided crop(s) wait in `headshot review`"
                 + ("" if cfg.accept_by_rule else "; rules are off (--no-rules)")
             )
-        rows = rows_for(items, decisions, cfg)
+        rows = rows_for(items, decisions, cfg, attributes)
         splits = {TRAIN: 0, VAL: 0}
         splits.update(Counter(r.split for r in rows))
         before = versions(ws, name)
@@ -225,5 +264,5 @@ def build_dataset(ws: Workspace, name: str, cfg: BuildConfig | None = None) -> B
 
 __all__ = [
     "BuildConfig", "BuildResult", "CATEGORIES", "Decision", "TRAIN", "VAL", "build_dataset", "decide",
-    "decide_one", "rows_for", "split_keys", "split_of",
+    "decide_one", "labels_of", "rows_for", "split_keys", "split_of",
 ]

@@ -44,7 +44,7 @@ _META_SCHEMA = pa.schema([
     ("crop_id", pa.string()), ("file", pa.string()), ("split", pa.string()), ("class", pa.string()),
     ("tags", pa.list_(pa.string())), ("image_sha256", pa.string()), ("source", pa.string()),
     ("page_url", pa.string()), ("image_url", pa.string()), ("artist", pa.string()), ("title", pa.string()),
-    ("crop_path", pa.string()),
+    ("crop_path", pa.string()), ("attributes", pa.list_(pa.string())),
 ])
 _IMAGE_SCHEMA = pa.schema(list(DatasetRow.SCHEMA) + [pa.field("image", pa.binary(), nullable=False),
                                                      pa.field("format", pa.string(), nullable=False)])
@@ -162,15 +162,16 @@ def _write_folder(tmp: Path, rows: list[DatasetRow], sources: list[Path], info: 
         result.copied += not linked
         for k, v in (("crop_id", r.crop_id), ("file", rel), ("split", r.split), ("class", cls), ("tags", list(r.tags)),
                      ("image_sha256", r.image_sha256), ("source", r.source), ("page_url", r.page_url),
-                     ("image_url", r.image_url), ("artist", r.artist), ("title", r.title), ("crop_path", r.crop_path)):
+                     ("image_url", r.image_url), ("artist", r.artist), ("title", r.title), ("crop_path", r.crop_path),
+                     ("attributes", list(r.attributes))):
             meta[k].append(v)
     table = pa.Table.from_pydict(meta, schema=_META_SCHEMA).replace_schema_metadata(_version_meta(info, "folder"))
     pq.write_table(table, tmp / "metadata.parquet", compression="zstd")
     with open(tmp / "metadata.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(_META_SCHEMA.names)
-        for i in range(len(rows)):  # tags as a JSON list: a tag may hold any separator
-            w.writerow([json.dumps(meta[k][i], ensure_ascii=False) if k == "tags" else meta[k][i]
+        for i in range(len(rows)):  # tags and attributes as JSON lists: a tag may hold any separator
+            w.writerow([json.dumps(meta[k][i], ensure_ascii=False) if k in ("tags", "attributes") else meta[k][i]
                         for k in _META_SCHEMA.names])
     result.classes = sorted(set(meta["class"]))
 

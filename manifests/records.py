@@ -43,8 +43,10 @@ class Record:
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]):
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in row.items() if k in names})
+        # A column that files written before it existed lack reads as None: its default then.
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in row.items()
+                      if k in fields and not (v is None and fields[k].default == ())})
 
 
 @dataclass(frozen=True)
@@ -288,6 +290,9 @@ class DatasetRow(Record):
     image_url: str = ""
     artist: str = ""
     title: str = ""
+    # "name=value" per attribute (curation.attributes): hair=blue, eyes=red, character=..., and
+    # tag=... for the tags scraped with the picture (a person's own tags are in `tags`)
+    attributes: tuple[str, ...] = ()
 
     TABLE: ClassVar[str] = "dataset"
     KEY: ClassVar[tuple[str, ...]] = ("crop_id",)
@@ -302,6 +307,7 @@ class DatasetRow(Record):
         ("image_url", pa.string(), False),
         ("artist", pa.string(), False),
         ("title", pa.string(), False),
+        ("attributes", _TAGS, False),
     )
 
 

@@ -39,6 +39,10 @@ def dataset_build(
     empty_queue: Optional[bool] = typer.Option(None, "--require-empty-queue/--allow-queue",
                                                help="Refuse to build while doubtful crops wait for review "
                                                     "(default: [dataset] require_empty_queue, off)."),
+    tags: List[str] = typer.Option([], "--tag", help="Only crops that carry this tag (a person's or a scraped one) "
+                                   "or attribute (hair=blue); repeatable: every one of them."),
+    exclude_tags: List[str] = typer.Option([], "--exclude-tag", help="Leave out crops that carry this tag or "
+                                           "attribute; repeatable."),
 ) -> None:
     """Write the next version of a dataset from the review decisions and the filters' verdicts.
 
@@ -48,6 +52,7 @@ def dataset_build(
     [dataset] table; these options win over it.
 
     Example: headshot dataset build faces --min-accepted 500
+    Example: headshot dataset build fursona --tag "disney style" --exclude-tag "not a headshot"
     """
     from dataclasses import replace
 
@@ -58,7 +63,8 @@ def dataset_build(
     section = _config().dataset
     name = name or section.name
     flags = {"min_accepted": min_accepted, "val_fraction": val_fraction, "split_seed": split_seed,
-             "accept_by_rule": False if no_rules else None, "include_model": False if no_model else None}
+             "accept_by_rule": False if no_rules else None, "include_model": False if no_model else None,
+             "tags": tuple(tags) or None, "exclude_tags": tuple(exclude_tags) or None}
     try:
         cfg = replace(section.build, **{k: v for k, v in flags.items() if v is not None})
         ws = _workspace()
@@ -74,7 +80,8 @@ def dataset_build(
     typer.echo(f"{name}: {accepted} crops accepted (by a person {c['accepted_human']}, "
                f"bulk-confirmed {c['accepted_model']}, by rule {c['accepted_rule']})")
     typer.echo(f"  left out: rejected {c['rejected']}, skipped {c['skipped']}, failed a filter {c['failed']}, "
-               f"undecided {c['undecided']}, opted out {c['opted_out']}")
+               f"undecided {c['undecided']}, opted out {c['opted_out']}"
+               + (f", not tagged as asked {c['not_tagged']}" if cfg.tags or cfg.exclude_tags else ""))
     typer.echo("  split: " + ", ".join(f"{k} {v}" for k, v in res.splits.items()))
     if res.written is None:
         typer.echo(f"no new version: {name} v{res.latest.version} already holds exactly this")

@@ -115,7 +115,7 @@ def test_the_version_holds_exactly_the_accepted_crops_with_their_lineage(setup):
     # Human accepts + rule accepts, minus the human reject, minus the opt-out (accepted or not).
     assert set(rows) == {one, left, right}
     assert res.counts == {"accepted_human": 1, "accepted_model": 0, "accepted_rule": 2, "rejected": 1,
-                          "skipped": 1, "failed": 1, "undecided": 1, "opted_out": 1}
+                          "skipped": 1, "failed": 1, "undecided": 1, "opted_out": 1, "not_tagged": 0}
     assert rows[one].tags == ("smile",) and rows[right].tags == ("glasses",) and rows[left].tags == ()
     for r in rows.values():
         assert (ws.home / r.crop_path).is_file() and not r.crop_path.startswith("/")
@@ -234,3 +234,44 @@ def test_split_is_stable_and_close_to_the_fraction():
     assert all(later[c] == s for c, s in split.items())
     other = {r.crop_id: r.split for r in rows_for(items, decisions, replace(cfg, split_seed="other"))}
     assert other != split
+
+
+def test_a_version_of_only_the_tagged_crops_carries_their_attributes(setup):
+    from typer.testing import CliRunner
+
+    from curation.attributes import update_attributes
+    from pipelines.cli import app
+    from replicas.drawn import face_colours
+
+    ws, crops, urls = setup
+    [one], [five] = crops["/art/1.png"], crops["/art/5.png"]
+    left, right = crops["/art/pair.png"]
+    # The pair's page was scraped with a tag; a person tags one and accepts two of the crops.
+    tables.append(ws, ScrapedImage, [ScrapedImage(
+        source="deviantart", source_id="two-faces-tags", image_url=urls["/art/pair.png"], status="ok",
+        tags=("disney style",), character="Twins",
+        image_sha256=next(r.image_sha256 for r in tables.read_records(ws, ScrapedImage)
+                          if r.image_url == urls["/art/pair.png"]))], "spider-tags")
+    record(ws, [Change(one, "accept", ("disney style",)), Change(five, tags=("not a headshot",))])
+    assert update_attributes(ws).estimated >= 4
+    only = build_dataset(ws, "fursona", BuildConfig(tags=("disney style",)))
+    rows = {r.crop_id: r for r in read_version(ws, "fursona")}
+    assert set(rows) == {one, left, right} and only.counts["not_tagged"] == 1  # 5.png: accepted by rule, untagged
+    assert rows[one].tags == ("disney style",) and rows[left].tags == ()  # a person's tags; scraped ones below
+    assert {"tag=disney style", "character=Twins"} <= set(rows[left].attributes)
+    hair = face_colours(1)[0]
+    assert f"hair={hair}" in rows[one].attributes  # the estimate, drawn in code as `hair`
+    # A colour is a tag too; and excluding works on the same labels.
+    by_hair = build_dataset(ws, f"hair-{hair}", BuildConfig(tags=(f"hair={hair}",)))
+    assert one in {r.crop_id for r in by_hair.rows}
+    assert all(f"hair={hair}" in r.attributes for r in by_hair.rows)
+    rest = build_dataset(ws, "rest", BuildConfig(exclude_tags=("not a headshot",)))
+    assert {r.crop_id for r in rest.rows} == {one, left, right}
+    assert {d.crop_id: d.why for d in rest.decisions}[five] == "left out: carries the excluded not a headshot"
+    both = build_dataset(ws, "both", BuildConfig(tags=("disney style", "character=Twins")))
+    assert {r.crop_id for r in both.rows} == {left, right}  # every one of the tags asked for
+    assert {d.crop_id: d.why for d in both.decisions}[one] == "left out: does not carry character=Twins"
+    # The command line says it too.
+    out = CliRunner().invoke(app, ["--home", str(ws.home), "dataset", "build", "tagged", "--tag", "disney style"],
+                             catch_exceptions=False)
+    assert out.exit_code == 0 and "not tagged as asked 1" in out.output, out.output
