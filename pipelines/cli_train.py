@@ -188,16 +188,21 @@ def generate(
     interpolate: bool = typer.Option(False, "--interpolate", help="A latent walk through n points, as a GIF."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | mps | auto."),
+    painting: Optional[str] = typer.Option(None, "--style", help="Repaint each picture in this painting's style "
+                                           "(see headshot style): portraits, --style-size px."),
+    style_steps: int = typer.Option(200, "--style-steps", help="With --style: optimisation steps per picture."),
+    style_size: int = typer.Option(256, "--style-size", help="With --style: the portraits' side in px."),
 ) -> None:
     """Pictures from a run's EMA generator: a grid, separate files, or a latent walk.
 
     Example: headshot generate --run faces-v2-20261202-101500 -n 16 --seed 3 --out grid.png
+    Example: headshot generate --run faces-v2-20261202-101500 -n 4 --style starry_night.jpg --out portraits/
     """
     from training.checkpoint import CheckpointError
     from training.device import DeviceError, pick_device
     from training.run import TrainError
     from training.runs import generate as gen, latents, load_generator, run_folder
-    from training.samples import gif_bytes, grid, latent_walk, png_bytes, to_pil
+    from training.samples import gif_bytes, latent_walk, pil_grid, png_bytes, to_pil
 
     from manifests.atomic import write_bytes_atomic
 
@@ -205,6 +210,18 @@ def generate(
         _fail(f"-n {n}: between 1 and 10,000 pictures")
     if checkpoint not in ("best", "last"):
         _fail(f"--checkpoint {checkpoint!r}: best or last")
+    if painting and interpolate:
+        _fail("--style repaints pictures, not a latent walk: leave out --interpolate")
+    styler = None
+    if painting:
+        from pipelines.cli_style import style_config
+        from training.style import StyleError, load_picture
+
+        scfg = style_config(style_steps, style_size, "effnet-lite0", None, 4.0)
+        try:
+            painted = load_picture(painting, "--style")
+        except StyleError as exc:
+            _fail(str(exc))
     try:
         rf = run_folder(_workspace(create=False).runs, run)
         g, cfg, state = load_generator(rf, checkpoint, pick_device(device))
@@ -219,14 +236,24 @@ def generate(
         typer.echo(f"wrote a latent walk through {max(2, n)} points ({len(frames)} frames) from step {step} to {target}")
         return
     pictures = gen(g, latents(n, cfg.nz, seed))
-    target = Path(out) if out else rf.root / "generated" / f"seed{seed}-n{n}.png"
+    images = to_pil(pictures)
+    if painting:
+        from training.style import transfer
+
+        styled = []
+        for i, im in enumerate(images):
+            styled.append(transfer(im, painted, scfg, str(next(g.parameters()).device))[0])
+            typer.echo(f"  styled {i + 1}/{len(images)}")
+        images = styled
+    kind = "portraits" if painting else "pictures"
+    target = Path(out) if out else rf.root / "generated" / f"seed{seed}-n{n}{'-styled' if painting else ''}.png"
     if out and (target.is_dir() or out.endswith(("/", "\\")) or not target.suffix):
-        for i, im in enumerate(to_pil(pictures)):
+        for i, im in enumerate(images):
             write_bytes_atomic(target / f"{run}-seed{seed}-{i:04d}.png", png_bytes(im))
-        typer.echo(f"wrote {n} pictures from step {step} to {target}/")
+        typer.echo(f"wrote {n} {kind} from step {step} to {target}/")
     else:
-        write_bytes_atomic(target, png_bytes(grid(pictures)))
-        typer.echo(f"wrote a grid of {n} pictures from step {step} to {target}")
+        write_bytes_atomic(target, png_bytes(pil_grid(images)))
+        typer.echo(f"wrote a grid of {n} {kind} from step {step} to {target}")
 
 
 @app.command()

@@ -20,11 +20,17 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
 
 def grid(images: torch.Tensor, nrow: int = 8, pad: int = 2) -> Image.Image:
     """Pictures in rows of `nrow` on a dark background, `pad` px apart."""
-    n, _, h, w = images.shape
+    return pil_grid(to_pil(images), nrow, pad)
+
+
+def pil_grid(images: list[Image.Image], nrow: int = 8, pad: int = 2) -> Image.Image:
+    """As grid, for pictures of one size already as PIL images."""
+    n = len(images)
+    w, h = images[0].size
     cols = min(nrow, n)
     rows = math.ceil(n / cols)
     out = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + pad) + pad), (16, 16, 16))
-    for i, im in enumerate(to_pil(images)):
+    for i, im in enumerate(images):
         out.paste(im, (pad + (i % cols) * (w + pad), pad + (i // cols) * (h + pad)))
     return out
 

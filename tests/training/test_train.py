@@ -307,6 +307,18 @@ def test_every_training_command_has_a_dry_run_or_works_on_a_tiny_run(faces, tmp_
         assert gif.n_frames == 48
     r = CliRunner().invoke(app, ["--home", str(home), "generate", "--run", "nope"], catch_exceptions=False)
     assert r.exit_code == 2 and "no training run 'nope'" in r.output and "runs: k" in r.output
+    # Portraits: each picture repainted in a painting's style (a striped one drawn here).
+    painting = tmp_path / "stripes.png"
+    Image.merge("RGB", [Image.linear_gradient("L").rotate(a) for a in (0, 45, 90)]).save(painting)
+    r = CliRunner().invoke(app, ["--home", str(home), "generate", "--run", "k", "-n", "2", "--style", str(painting),
+                                 "--style-steps", "3", "--style-size", "64", "--out", str(tmp_path / "p") + "/"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0 and "wrote 2 portraits" in r.output, r.output
+    files = sorted((tmp_path / "p").glob("*.png"))
+    assert len(files) == 2 and all(Image.open(f).size == (64, 64) for f in files)
+    r = CliRunner().invoke(app, ["--home", str(home), "generate", "--run", "k", "--style", str(tmp_path / "a.gif")],
+                           catch_exceptions=False)
+    assert r.exit_code == 2 and "--style" in r.output and "no such file" in r.output
 
 
 def test_evaluation_keeps_the_best_checkpoint_by_kid_and_caches_real_features(faces, tmp_path):
