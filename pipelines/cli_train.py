@@ -103,6 +103,11 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Train a tiny model for 2 steps on pictures drawn in code, in a temp folder."),
+    conditional: bool = typer.Option(False, "--conditional", help="ACGAN: G takes the attributes, D also predicts "
+                                     "them; DRAGAN's penalty unless --preset or --set penalty= says otherwise. Needs a "
+                                     "dataset version whose rows carry them (headshot attributes, then dataset build)."),
+    attributes: str = typer.Option("hair,eyes", "--attributes", help="With --conditional: which attributes, "
+                                   "comma-separated."),
 ) -> None:
     """Train a DCGAN on a dataset version into runs/<run>/ (checkpoints, sample grids, progress GIF, metrics).
 
@@ -114,6 +119,7 @@ def train(
     torchrun of your own runs it as well (`torchrun ... -m pipelines.cli train ...`).
 
     Example: headshot train --dataset faces@v2 --steps 20000
+    Example: headshot train --dataset faces@v3 --conditional --attributes hair,eyes
     """
     from training.config import ConfigError, load_file, resolve
     from training.data import DataError, dataset_source, folder_source
@@ -132,6 +138,10 @@ def train(
                 overrides[key] = value
         if preset is not None:
             overrides["preset"] = preset
+        if conditional:
+            overrides["conditional"] = tuple(a.strip() for a in attributes.split(",") if a.strip())
+            if preset is None and "penalty" not in overrides:
+                overrides["penalty"] = "dragan"  # as MakeGirls.moe trained its conditional model
         tmp = None
         if dry_run:
             tmp = tempfile.TemporaryDirectory(prefix="headshot-dry-run-")
@@ -188,6 +198,8 @@ def generate(
     interpolate: bool = typer.Option(False, "--interpolate", help="A latent walk through n points, as a GIF."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | mps | auto."),
+    attrs: List[str] = typer.Option([], "--attr", help="A conditional run: the value of an attribute, NAME=VALUE "
+                                    "(repeatable), e.g. --attr hair=blue; the others are drawn at random."),
     painting: Optional[str] = typer.Option(None, "--style", help="Repaint each picture in this painting's style "
                                            "(see headshot style): portraits, --style-size px."),
     style_steps: int = typer.Option(200, "--style-steps", help="With --style: optimisation steps per picture."),
@@ -197,11 +209,12 @@ def generate(
 
     Example: headshot generate --run faces-v2-20261202-101500 -n 16 --seed 3 --out grid.png
     Example: headshot generate --run faces-v2-20261202-101500 -n 4 --style starry_night.jpg --out portraits/
+    Example: headshot generate --run hair-20261203-120000 --attr hair=blue --attr eyes=red -n 16
     """
     from training.checkpoint import CheckpointError
     from training.device import DeviceError, pick_device
     from training.run import TrainError
-    from training.runs import generate as gen, latents, load_generator, run_folder
+    from training.runs import attribute_labels, attributes_of, generate as gen, latents, load_generator, run_folder
     from training.samples import gif_bytes, latent_walk, pil_grid, png_bytes, to_pil
 
     from manifests.atomic import write_bytes_atomic
@@ -228,14 +241,25 @@ def generate(
     except (TrainError, CheckpointError, DeviceError) as exc:
         _fail(str(exc))
     step = int(state["step"])
+    asked = {}
+    for a in attrs:
+        k, sep, v = a.partition("=")
+        if not sep or not k.strip() or not v.strip():
+            _fail(f"--attr {a!r}: NAME=VALUE, e.g. hair=blue")
+        asked[k.strip()] = v.strip()
+    vocab = attributes_of(state)
+    try:
+        labels = attribute_labels(vocab, asked, 1 if interpolate else n, seed) if (vocab or asked) else None
+    except TrainError as exc:
+        _fail(str(exc))
     if interpolate:
         z = latent_walk(latents(max(2, n), cfg.nz, seed), 16)
-        frames = to_pil(gen(g, z))
+        frames = to_pil(gen(g, z, labels=labels.repeat(len(z), 1) if labels is not None else None))  # one look
         target = Path(out) if out else rf.root / "generated" / f"walk-seed{seed}.gif"
         write_bytes_atomic(target, gif_bytes(frames, ms=80, last_ms=80))
         typer.echo(f"wrote a latent walk through {max(2, n)} points ({len(frames)} frames) from step {step} to {target}")
         return
-    pictures = gen(g, latents(n, cfg.nz, seed))
+    pictures = gen(g, latents(n, cfg.nz, seed), labels=labels)
     images = to_pil(pictures)
     if painting:
         from training.style import transfer
@@ -290,7 +314,7 @@ def _evaluate_run(run: str, samples: int) -> dict:
     from training.data import load_pictures, val_images
     from training.evaluate import evaluate_sets
     from training.run import COPY_SET, source_from_config
-    from training.runs import generate as gen, latents, load_generator, run_folder
+    from training.runs import attribute_labels, attributes_of, generate as gen, latents, load_generator, run_folder
 
     ws = _workspace(create=False)
     rf = run_folder(ws.runs, run)

@@ -71,6 +71,10 @@ class TrainConfig:
     channels_last: str = "auto"
     compile: str = "auto"  # torch.compile: measured on a GPU; off on a CPU unless "on" (device.py says why)
     threads: int = 0  # torch threads on the CPU (0 = every core)
+    # Conditional generation (ACGAN): the attributes G takes and D predicts, e.g. ("hair", "eyes")
+    # from a dataset version's rows (`headshot attributes`); () is the plain DCGAN.
+    conditional: tuple[str, ...] = ()
+    ac_weight: float = 1.0  # the auxiliary classifier's loss against the adversarial one
     # Data beyond memory: above this many MB of pictures the set is streamed in shards.
     max_memory_mb: int = 2048
     shard_images: int = 8192
@@ -81,6 +85,7 @@ class TrainConfig:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["diff_policy"] = list(self.diff_policy)
+        d["conditional"] = list(self.conditional)
         return d
 
     @classmethod
@@ -95,7 +100,7 @@ class TrainConfig:
         return json.dumps(self.as_dict(), indent=1, sort_keys=True)
 
     # What a resumed run must share with the run it continues: its weights only fit these.
-    MODEL_KEYS = ("size", "nz", "ngf", "ndf", "spectral_norm")
+    MODEL_KEYS = ("size", "nz", "ngf", "ndf", "spectral_norm", "conditional")
 
     def model_differences(self, other: "TrainConfig") -> list[str]:
         return [f"{k}: {getattr(other, k)!r} -> {getattr(self, k)!r}" for k in self.MODEL_KEYS
@@ -145,6 +150,10 @@ def check(c: TrainConfig) -> None:
     # blue skin: measured, 100% of samples after 1,500 steps (bench/train_leak.py). Below 0.5 the
     # real colours stay the commoner ones among what D sees, and G is pushed back to them.
     _range("swap_p", c.swap_p, 0.0, 0.45)
+    _range("ac_weight", c.ac_weight, 0.0, 100.0)
+    if len(set(c.conditional)) != len(c.conditional) or any(not a or "=" in a for a in c.conditional):
+        raise ConfigError(f"training setting conditional = {list(c.conditional)!r}: distinct attribute names "
+                          "such as hair,eyes")
 
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:

@@ -43,6 +43,9 @@ class Source:
     val_files: list[Path] = field(default_factory=list)
     skipped: int = 0  # missing or unreadable files left out
     origin: str = ""  # the URL a published version was fetched from (training/remote.py), credentials taken out
+    # "name=value" attributes of each train picture (DatasetRow.attributes), aligned with `files`;
+    # empty for a folder of pictures
+    attributes: list[tuple[str, ...]] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "version": self.version, "content_hash": self.content_hash,
@@ -65,16 +68,19 @@ def load_picture(path: Path, size: int) -> np.ndarray:
 
 
 def load_pictures(paths: list[Path], size: int, on_bad: Callable[[Path, str], None] | None = None,
-                  progress: bool = False) -> torch.Tensor:
-    """N x 3 x size x size uint8; unreadable files are left out and reported to `on_bad`."""
+                  progress: bool = False, kept: list[int] | None = None) -> torch.Tensor:
+    """N x 3 x size x size uint8; unreadable files are left out and reported to `on_bad`.
+    `kept`, when given, receives the index in `paths` of every picture returned, in order."""
     from tqdm import tqdm
 
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     n = 0
-    for p in tqdm(paths, desc="loading", unit="img", disable=None if progress else True, leave=False):
+    for i, p in enumerate(tqdm(paths, desc="loading", unit="img", disable=None if progress else True, leave=False)):
         try:
             out[n] = load_picture(p, size)
             n += 1
+            if kept is not None:
+                kept.append(i)
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             if on_bad:
                 on_bad(p, f"{type(exc).__name__}: {exc}")
@@ -115,7 +121,11 @@ def dataset_source(ws, ref: str, storage_options: dict[str, Any] | None = None) 
         if not p.is_file():
             missing.append(r.crop_path)
             continue
-        (src.val_files if r.split == "val" else src.files).append(p)
+        if r.split == "val":
+            src.val_files.append(p)
+        else:
+            src.files.append(p)
+            src.attributes.append(tuple(r.attributes))
     src.skipped = len(missing)
     _check_missing(len(missing), len(rows), f"{name} v{info.version}", missing)
     if not src.files:
@@ -133,7 +143,7 @@ def _published(get: Callable[[Any], Any]) -> Source | None:
     except remote.RemoteError as exc:
         raise DataError(str(exc)) from None
     return None if got is None else Source("dataset", got.name, got.version, got.content_hash, got.files,
-                                           got.val_files, origin=got.origin)
+                                           got.val_files, origin=got.origin, attributes=list(got.attributes))
 
 
 def _check_missing(gone: int, total: int, what: str, examples: list[str], crops: bool = True) -> None:
@@ -176,14 +186,51 @@ def _folder_hash(files: list[Path]) -> str:
     return h.hexdigest()
 
 
+def vocabulary(src: Source, names: tuple[str, ...]) -> dict[str, list[str]]:
+    """The values of each attribute `names` among the train pictures, sorted: the classes a
+    conditional run learns. DataError when the data carries none of one of them."""
+    if src.kind != "dataset":
+        raise DataError(f"a conditional run needs a dataset version whose rows carry attributes ({', '.join(names)}); "
+                        f"{src.name} is a folder of pictures")
+    seen: dict[str, set[str]] = {n: set() for n in names}
+    for attrs in src.attributes:
+        for a in attrs:
+            k, _, v = a.partition("=")
+            if k in seen and v:
+                seen[k].add(v)
+    empty = [n for n, vs in seen.items() if len(vs) < 2]
+    if empty:
+        raise DataError(f"dataset {src.name} v{src.version}: its train rows carry fewer than two values of "
+                        f"{', '.join(empty)}: run `headshot attributes`, then build a new version "
+                        "(`headshot dataset build`), and train on that")
+    return {n: sorted(seen[n]) for n in names}
+
+
+def label_matrix(src: Source, vocab: dict[str, list[str]]) -> torch.Tensor:
+    """len(files) x len(vocab) class indices (-1: the picture's value is not known)."""
+    index = {n: {v: i for i, v in enumerate(vs)} for n, vs in vocab.items()}
+    names = list(vocab)
+    out = torch.full((len(src.files), len(names)), -1, dtype=torch.long)
+    for row, attrs in enumerate(src.attributes):
+        for a in attrs:
+            k, _, v = a.partition("=")
+            if k in index and v in index[k]:
+                out[row, names.index(k)] = index[k][v]
+    return out
+
+
 class Batches:
     """Random batches of real pictures in [-1, 1] on the device, epoch by epoch (a permutation
     per pass), from memory or from shards. state_dict()/load_state_dict() make a resumed run
-    draw exactly the batches the uninterrupted one would have."""
+    draw exactly the batches the uninterrupted one would have. With `labels` (label_matrix, one
+    row per file), next_with_labels() gives each batch's rows too."""
 
     def __init__(self, src: Source, cfg: TrainConfig, device: torch.device, progress: bool = False,
-                 bake: Callable[[torch.Tensor], torch.Tensor] | None = None, share: tuple[int, int] = (0, 1)):
+                 bake: Callable[[torch.Tensor], torch.Tensor] | None = None, share: tuple[int, int] = (0, 1),
+                 labels: torch.Tensor | None = None):
         self.src, self.cfg, self.device = src, cfg, device
+        self.all_labels = labels
+        self.labels: torch.Tensor | None = None  # the rows of the pictures in memory
         # (rank, processes): every rank draws the same whole batch and keeps its share of it.
         self.share = share
         self.bake = bake
@@ -199,7 +246,7 @@ class Batches:
         self.unreadable = 0
         self._bad: list[str] = []
         if not self.sharded:
-            self.images = self._load(src.files)
+            self.images = self._load(src.files, 0)
             _check_missing(self.unreadable, len(src.files), src.name, self._bad[:1] or [""], src.kind == "dataset")
         if self.sharded:
             self.n = len(src.files)
@@ -209,13 +256,16 @@ class Batches:
             raise DataError(f"{self.n} train pictures is fewer than the batch size {cfg.batch_size}: "
                             f"lower --batch-size (e.g. --batch-size {max(1, self.n // 2)}) or add pictures")
 
-    def _load(self, files: list[Path]) -> torch.Tensor:
+    def _load(self, files: list[Path], offset: int) -> torch.Tensor:
         def bad(p: Path, why: str) -> None:
             self.unreadable += 1
             self._bad.append(str(p))
             log.warning("left out %s: %s", p, why)
 
-        images = load_pictures(files, self.cfg.size, bad, progress=self._progress)
+        kept: list[int] = []
+        images = load_pictures(files, self.cfg.size, bad, progress=self._progress, kept=kept)
+        if self.all_labels is not None:
+            self.labels = self.all_labels[torch.tensor([offset + i for i in kept], dtype=torch.long)].to(self.device)
         if self.bake is not None:
             images = self.bake(images)
         return images.to(self.device)
@@ -227,10 +277,14 @@ class Batches:
             self.shard_pos = 0
         k = self.shard_order[self.shard_pos]
         self.shard_pos += 1
-        self.images = self._load(self.src.files[k * self.cfg.shard_images:(k + 1) * self.cfg.shard_images])
+        self.images = self._load(self.src.files[k * self.cfg.shard_images:(k + 1) * self.cfg.shard_images],
+                                 k * self.cfg.shard_images)
         self.perm, self.pos = None, 0
 
     def next(self) -> torch.Tensor:
+        return self.next_with_labels()[0]
+
+    def next_with_labels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         b = self.cfg.batch_size
         if self.images is None or (self.sharded and self.perm is not None and self.pos + b > len(self.perm)):
             self._next_shard()
@@ -242,7 +296,8 @@ class Batches:
         if world > 1:
             idx = idx.view(world, -1)[rank]  # distributed.check_share: b is a multiple of world
         batch = self.images[idx.to(self.images.device)]
-        return batch.float().div_(127.5).sub_(1.0)
+        labels = self.labels[idx.to(self.labels.device)] if self.labels is not None else None
+        return batch.float().div_(127.5).sub_(1.0), labels
 
     def state_dict(self) -> dict[str, Any]:
         return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos,
@@ -254,7 +309,8 @@ class Batches:
         if self.sharded and self.shard_order:
             # The shard the run was in: loaded again, its permutation restored below.
             k = self.shard_order[self.shard_pos - 1]
-            self.images = self._load(self.src.files[k * self.cfg.shard_images:(k + 1) * self.cfg.shard_images])
+            self.images = self._load(self.src.files[k * self.cfg.shard_images:(k + 1) * self.cfg.shard_images],
+                                     k * self.cfg.shard_images)
         self.perm, self.pos = state["perm"], int(state["pos"])
 
 

@@ -27,10 +27,15 @@ class Diverged(RuntimeError):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, device: torch.device, speed, seed_offset: int = 0):
+    """`classes`: values per attribute of a conditional run (ACGAN: G(z, y), D also classifies
+    y, with cfg.ac_weight), () for the plain DCGAN."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, speed, seed_offset: int = 0,
+                 classes: tuple[int, ...] = ()):
         self.cfg, self.device, self.speed = cfg, device, speed
+        self.classes = tuple(classes)
         torch.manual_seed(cfg.seed + seed_offset)
-        self.g, self.d = build(cfg)
+        self.g, self.d = build(cfg, self.classes)
         self.g.to(device)
         self.d.to(device)
         if speed.channels_last:
@@ -71,6 +76,34 @@ class Trainer:
         # Non-saturating: G maximises log D(G(z)) instead of minimising log(1 - D(G(z))).
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
+    def _split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's output -> (the real/fake logits, the class logits or None)."""
+        if not self.classes:
+            return out, None
+        return out[:, 0], out[:, 1:]
+
+    def _class_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the attributes, on the pictures whose value is known (>= 0)."""
+        total, off = logits.new_zeros(()), 0
+        for a, n in enumerate(self.classes):
+            known = labels[:, a] >= 0
+            if bool(known.any()):
+                total = total + F.cross_entropy(logits[known, off:off + n].float(), labels[known, a].long())
+            off += n
+        return total / max(1, len(self.classes))
+
+    def fake_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Values for the generated half: the real batch's own, shuffled (so G sees the data's
+        mixture of values), an unknown one replaced by a uniform draw."""
+        perm = torch.randperm(labels.shape[0], generator=self.noise_gen, device=self.device)
+        out = labels[perm].clone()
+        for a, n in enumerate(self.classes):
+            unknown = out[:, a] < 0
+            if bool(unknown.any()):
+                out[unknown, a] = torch.randint(n, (int(unknown.sum()),), generator=self.noise_gen,
+                                                device=self.device)
+        return out
+
     def _penalty(self, real: torch.Tensor) -> torch.Tensor:
         """R1 (the gradient's squared norm on real pictures) or DRAGAN (the gradient's norm kept
         near 1 in a noisy neighbourhood of the real pictures), in fp32."""
@@ -82,16 +115,19 @@ class Trainer:
             x = (real + alpha * (x - real)).detach().requires_grad_(True)
         else:
             x = real.detach().requires_grad_(True)
-        out = self._d_run(self._aug(x))
+        out, _ = self._split(self._d_run(self._aug(x)))
         (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
         norm2 = grad.pow(2).flatten(1).sum(1)
         if cfg.penalty == "dragan":
             return (norm2.add(1e-12).sqrt() - 1.0).pow(2).mean() * cfg.penalty_weight
         return norm2.mean() * (cfg.penalty_weight / 2)
 
-    def step(self, real: torch.Tensor) -> dict[str, float]:
-        """One update of D then G on `real` (a batch in [-1, 1] on the device)."""
+    def step(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
+        """One update of D then G on `real` (a batch in [-1, 1] on the device); `labels`: B x A
+        class indices of a conditional run (-1 where a picture's value is not known)."""
         cfg = self.cfg
+        if self.classes and labels is None:
+            raise ValueError("a conditional run trains on labelled batches")
         b = real.shape[0]
         rank, world = self.share
         if world > 1:
@@ -103,14 +139,24 @@ class Trainer:
             real = real.contiguous(memory_format=torch.channels_last)
         # The whole batch's noise on every rank (one stream, the same everywhere), this rank's share of it.
         z = torch.randn(b * world, cfg.nz, 1, 1, generator=self.noise_gen, device=self.device)[rank * b:(rank + 1) * b]
+        y_fake = None
+        if self.classes:
+            labels = labels.to(self.device)
+            y_fake = self.fake_labels(labels)
 
         self.opt_d.zero_grad(set_to_none=True)
+        extra: dict[str, float] = {}
         with self._autocast():
-            fake = self._g_run(z)
-            real_logits = self._d_run(self._aug(real)).float()
-            fake_logits = self._d_run(self._aug(fake.detach())).float()
+            fake = self._g_run(z, y_fake) if self.classes else self._g_run(z)
+            real_logits, real_cls = self._split(self._d_run(self._aug(real)))
+            fake_logits, fake_cls = self._split(self._d_run(self._aug(fake.detach())))
+            real_logits, fake_logits = real_logits.float(), fake_logits.float()
             loss_d = self._d_loss(real_logits, fake_logits)
         total_d = loss_d
+        if self.classes:
+            loss_cls = self._class_loss(real_cls, labels) + self._class_loss(fake_cls, y_fake)
+            total_d = total_d + cfg.ac_weight * loss_cls
+            extra["loss_cls_d"] = float(loss_cls.detach())
         if cfg.penalty != "none" and self.step_no % cfg.penalty_every == 0:
             penalty = self._penalty(real) * cfg.penalty_every
             total_d = loss_d + penalty
@@ -121,8 +167,12 @@ class Trainer:
 
         self.opt_g.zero_grad(set_to_none=True)
         with self._autocast():
-            fake_logits_g = self._d_run(self._aug(fake)).float()
-            loss_g = self._g_loss(fake_logits_g)
+            fake_logits_g, fake_cls_g = self._split(self._d_run(self._aug(fake)))
+            loss_g = self._g_loss(fake_logits_g.float())
+        if self.classes:
+            loss_cls_g = self._class_loss(fake_cls_g, y_fake)
+            loss_g = loss_g + cfg.ac_weight * loss_cls_g
+            extra["loss_cls_g"] = float(loss_cls_g.detach())
         if not torch.isfinite(loss_g):
             raise Diverged(self.step_no, f"G's loss is {loss_g.item()}")
         loss_g.backward()
@@ -131,7 +181,7 @@ class Trainer:
         if self.keep_ema:
             self.ema.update(self.g, self.step_no)
         return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
-                "d_real": float(real_logits.detach().mean()), "d_fake": float(fake_logits.detach().mean())}
+                "d_real": float(real_logits.detach().mean()), "d_fake": float(fake_logits.detach().mean()), **extra}
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -150,12 +200,14 @@ class Trainer:
         self.aug_gen.set_state(s["aug_gen"].cpu() if hasattr(s["aug_gen"], "cpu") else s["aug_gen"])
 
     @torch.no_grad()
-    def sample(self, z: torch.Tensor, batch: int = 64) -> torch.Tensor:
-        """G_ema's pictures for z, as uint8 N x 3 x H x W on the CPU."""
+    def sample(self, z: torch.Tensor, batch: int = 64, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """G_ema's pictures for z (and, for a conditional run, the attributes' values), as
+        uint8 N x 3 x H x W on the CPU."""
         out = []
         g = self.ema.model.eval()
         for i in range(0, z.shape[0], batch):
             with self._autocast():
-                x = g(z[i:i + batch].to(self.device))
+                y = labels[i:i + batch].to(self.device) if labels is not None else None
+                x = g(z[i:i + batch].to(self.device), y) if self.classes else g(z[i:i + batch].to(self.device))
             out.append(((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
         return torch.cat(out) if out else torch.empty(0, 3, self.cfg.size, self.cfg.size, dtype=torch.uint8)

@@ -31,14 +31,23 @@ def _down(cin: int, cout: int, norm: bool, sn: bool) -> list[nn.Module]:
     return layers + [nn.LeakyReLU(0.2, True)]
 
 
+def one_hot(labels: torch.Tensor, classes: tuple[int, ...]) -> torch.Tensor:
+    """B x A class indices (one column per attribute) -> B x sum(classes) one-hot codes."""
+    return torch.cat([nn.functional.one_hot(labels[:, a].long(), n).float() for a, n in enumerate(classes)], dim=1)
+
+
 class Generator(nn.Module):
-    def __init__(self, nz: int = 100, ngf: int = 64, size: int = 64, nc: int = 3):
+    """With `classes` (values per attribute, ACGAN), z is joined by the one-hot code of each
+    attribute's value: G(z, y)."""
+
+    def __init__(self, nz: int = 100, ngf: int = 64, size: int = 64, nc: int = 3, classes: tuple[int, ...] = ()):
         super().__init__()
-        self.nz, self.size = nz, size
+        self.nz, self.size, self.classes = nz, size, tuple(classes)
         k = 16 if size == 128 else 8  # feature maps of the first layer, in units of ngf
+        nin = nz + sum(self.classes)
         layers: list[nn.Module] = [
-            # z: nz x 1 x 1 -> (ngf*k) x 4 x 4
-            nn.ConvTranspose2d(nz, ngf * k, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * k), nn.ReLU(True),
+            # z (+ the attributes' codes): nin x 1 x 1 -> (ngf*k) x 4 x 4
+            nn.ConvTranspose2d(nin, ngf * k, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * k), nn.ReLU(True),
         ]
         side = 4
         while k > 1:
@@ -50,13 +59,23 @@ class Generator(nn.Module):
         layers += [nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.main(z.view(z.shape[0], self.nz, 1, 1))
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        z = z.view(z.shape[0], self.nz)
+        if self.classes:
+            if y is None:
+                raise ValueError("this generator is conditional: give the attributes' values (y)")
+            z = torch.cat([z, one_hot(y, self.classes).to(z.dtype)], dim=1)
+        return self.main(z.view(z.shape[0], -1, 1, 1))
 
 
 class Discriminator(nn.Module):
-    def __init__(self, ndf: int = 64, size: int = 64, nc: int = 3, spectral_norm: bool = False):
+    """With `classes` (ACGAN), the last layer also gives each attribute's class logits: the
+    output is B x (1 + sum(classes)), the real/fake logit first; without, B logits."""
+
+    def __init__(self, ndf: int = 64, size: int = 64, nc: int = 3, spectral_norm: bool = False,
+                 classes: tuple[int, ...] = ()):
         super().__init__()
+        self.classes = tuple(classes)
         sn = spectral_norm
         # nc x size x size -> ndf x size/2 x size/2 (no BatchNorm on D's input layer, as in the paper)
         layers = _down(nc, ndf, norm=False, sn=sn)
@@ -66,13 +85,14 @@ class Discriminator(nn.Module):
             layers += _down(ndf * m, ndf * m * 2, norm=True, sn=sn)
             m *= 2
             side //= 2
-        # (ndf*m) x 4 x 4 -> 1 x 1 x 1: the logit
-        last = nn.Conv2d(ndf * m, 1, 4, 1, 0, bias=sn)
+        # (ndf*m) x 4 x 4 -> 1 x 1 x 1: the logit (and the class logits)
+        last = nn.Conv2d(ndf * m, 1 + sum(self.classes), 4, 1, 0, bias=sn or bool(self.classes))
         layers.append(nn.utils.parametrizations.spectral_norm(last) if sn else last)
         self.main = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x).view(-1)
+        out = self.main(x)
+        return out.flatten(1) if self.classes else out.view(-1)
 
 
 def init_weights(m: nn.Module) -> None:
@@ -88,9 +108,9 @@ def init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def build(cfg: TrainConfig) -> tuple[Generator, Discriminator]:
-    g = Generator(cfg.nz, cfg.ngf, cfg.size)
-    d = Discriminator(cfg.ndf, cfg.size, spectral_norm=cfg.spectral_norm)
+def build(cfg: TrainConfig, classes: tuple[int, ...] = ()) -> tuple[Generator, Discriminator]:
+    g = Generator(cfg.nz, cfg.ngf, cfg.size, classes=classes)
+    d = Discriminator(cfg.ndf, cfg.size, spectral_norm=cfg.spectral_norm, classes=classes)
     g.apply(init_weights)
     d.apply(init_weights)
     return g, d

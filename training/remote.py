@@ -50,6 +50,7 @@ class Fetched:
     origin: str  # the URL, credentials taken out
     files: list[Path] = field(default_factory=list)  # train split, in the manifest's order
     val_files: list[Path] = field(default_factory=list)
+    attributes: list[tuple[str, ...]] = field(default_factory=list)  # per train file
 
 
 def is_remote(ref: str) -> bool:
@@ -105,6 +106,10 @@ def _rows(table: pa.Table, shown: str) -> list[DatasetRow]:
     if missing or (CROP_SHA not in table.column_names and "image" not in table.column_names):
         raise RemoteError(f"--dataset {shown}: not a headshot dataset export (it has no "
                         f"{', '.join(missing) or 'crop_sha256 or image'} column)")
+    for f in DatasetRow.SCHEMA:  # a column newer than the export (attributes): empty in every row
+        if f.name not in table.column_names and f.name not in ("crop_id", "crop_path", "split"):
+            empty = [] if pa.types.is_list(f.type) else ""
+            table = table.append_column(f.name, pa.array([empty] * table.num_rows, type=f.type))
     try:
         return from_table(DatasetRow, table.select(DatasetRow.SCHEMA.names).cast(DatasetRow.SCHEMA))  # type: ignore[return-value]
     except (KeyError, pa.ArrowException, TypeError, ValueError) as exc:
@@ -165,7 +170,11 @@ def _source(folder: Path, table: pa.Table, shown: str) -> Fetched:
     src = Fetched(meta.get("headshot.dataset") or Path(shown).stem, int(version) if version.isdigit() else None,
                   meta.get("headshot.content_hash", ""), shown)
     for r in rows:
-        (src.val_files if r.split == "val" else src.files).append(folder / r.crop_path)
+        if r.split == "val":
+            src.val_files.append(folder / r.crop_path)
+        else:
+            src.files.append(folder / r.crop_path)
+            src.attributes.append(tuple(r.attributes))
     if not src.files:
         raise RemoteError(f"{shown} has no train pictures ({len(rows)} rows, {len(src.val_files)} in val)")
     return src

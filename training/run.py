@@ -30,7 +30,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .config import TrainConfig
-from .data import Batches, DataError, Source, dataset_source, folder_source, load_pictures
+from .data import Batches, DataError, Source, dataset_source, folder_source, label_matrix, load_pictures, vocabulary
 from .device import Speed, choose, device_name, pick_device
 from .distributed import Ranks, start
 from .loop import Diverged, Trainer
@@ -189,13 +189,29 @@ class _Run:
             from .augment import bake as bake_fn
 
             bake = lambda images: bake_fn(images, cfg, cfg.seed + 4)  # noqa: E731
-        self.batches = Batches(self.src, cfg, self.device, progress=self.progress, bake=bake, share=self.ranks.share)
-        self.trainer = Trainer(cfg, self.device, self.speed)
+        state = ckpt.load(self.folder.last, map_location=self.device) if self.resuming else None
+        # A conditional run's classes: from the data at the start, from the checkpoint on resuming.
+        self.vocab: dict[str, list[str]] = {}
+        labels = None
+        if cfg.conditional:
+            self.vocab = dict(state["attributes"]) if state is not None and "attributes" in state else \
+                vocabulary(self.src, cfg.conditional)
+            labels = label_matrix(self.src, self.vocab)
+        classes = tuple(len(v) for v in self.vocab.values())
+        self.batches = Batches(self.src, cfg, self.device, progress=self.progress, bake=bake, share=self.ranks.share,
+                               labels=labels)
+        self.trainer = Trainer(cfg, self.device, self.speed, classes=classes)
         g = torch.Generator().manual_seed(cfg.seed + 5)  # never the training streams: samples leave them alone
         self.fixed_noise = torch.randn(GRID, cfg.nz, 1, 1, generator=g)
         self.eval_noise = torch.randn(cfg.eval_samples, cfg.nz, 1, 1, generator=g)
-        if self.resuming:
-            state = ckpt.load(self.folder.last, map_location=self.device)
+        # A grid's rows go through the first attribute's values; the others, and the evaluation
+        # samples', are drawn at random.
+        self.fixed_labels = self.eval_labels = None
+        if classes:
+            self.fixed_labels = torch.stack([torch.randint(n, (GRID,), generator=g) for n in classes], dim=1)
+            self.fixed_labels[:, 0] = (torch.arange(GRID) // 8) % classes[0]
+            self.eval_labels = torch.stack([torch.randint(n, (cfg.eval_samples,), generator=g) for n in classes], dim=1)
+        if state is not None:
             self.trainer.load_state_dict(state)
             self.batches.load_state_dict(state["batches"])
             ckpt.set_rng_state(state["rng"])
@@ -208,13 +224,14 @@ class _Run:
             _truncate_metrics(self.folder.metrics, self.trainer.step_no)
         _write_json(self.folder.config, {
             "run": self.run, "config": cfg.as_dict(), "data": self.src.describe(), "device": device_name(self.device),
-            "processes": self.ranks.world,
+            "processes": self.ranks.world, **({"attributes": self.vocab} if self.vocab else {}),
             "speed": {"precision": self.speed.precision, "channels_last": self.speed.channels_last,
                       "compile": self.speed.compile, "measured": self.speed.measured},
             "code_version": _code_version()})
 
     def _state(self) -> dict[str, Any]:
         return {**self.trainer.state_dict(), "batches": self.batches.state_dict(), "rng": ckpt.rng_state(),
+                **({"attributes": self.vocab} if self.vocab else {}),
                 "config": self.cfg.as_dict(), "fixed_noise": self.fixed_noise, "eval_noise": self.eval_noise,
                 "data": self.src.describe(), "best": self.best, "code_version": _code_version()}
 
@@ -238,7 +255,7 @@ class _Run:
                      disable=None if self.progress and main else True, dynamic_ncols=True) as bar:
             while t.step_no < cfg.steps:
                 try:
-                    losses = t.step(self.batches.next())
+                    losses = t.step(*self.batches.next_with_labels())
                 except Diverged as exc:
                     self._write_log(metrics, {"step": exc.step, "diverged": exc.what})
                     raise TrainError(f"training diverged at step {exc.step + 1}: {exc.what}. The last good checkpoint "
@@ -301,7 +318,7 @@ class _Run:
     def _sample(self, step: int) -> None:
         if not self.ranks.main:
             return
-        im = grid(self.trainer.sample(self.fixed_noise))
+        im = grid(self.trainer.sample(self.fixed_noise, labels=self.fixed_labels))
         save_png(im, self.folder.samples / f"step-{step:06d}.png")
         if self.tb is not None:
             import numpy as np
@@ -346,7 +363,7 @@ def evaluate_run_state(r: "_Run") -> dict[str, Any]:
         stem = (r.src.content_hash or "nohash")[:16]
         r._keys = (feature_key(stem, which, r.cfg.size, len(r._real_eval)),
                    feature_key(stem, "copyset", r.cfg.size, len(r._train_sample)))
-    fake = r.trainer.sample(r.eval_noise)
+    fake = r.trainer.sample(r.eval_noise, labels=r.eval_labels)
     cache = getattr(r, "cache_dir", None)
     return evaluate_sets(r._real_eval, fake, train=r._train_sample, extractor=r._extractor, cache_dir=cache,
                          real_key=r._keys[0] if cache else None, train_key=r._keys[1] if cache else None)

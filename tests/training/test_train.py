@@ -197,15 +197,15 @@ def test_resume_refuses_other_model_settings_or_other_data(faces, tmp_path):
 def test_a_nan_loss_stops_with_the_last_good_checkpoint(faces, tmp_path, monkeypatch):
     from training import data
 
-    real_next = data.Batches.next
+    real_next = data.Batches.next_with_labels
     calls = {"n": 0}
 
     def poisoned(self):
         calls["n"] += 1
-        batch = real_next(self)
-        return batch * float("nan") if calls["n"] == 5 else batch
+        batch, labels = real_next(self)
+        return (batch * float("nan") if calls["n"] == 5 else batch), labels
 
-    monkeypatch.setattr(data.Batches, "next", poisoned)  # fault injection: a NaN batch at step 5
+    monkeypatch.setattr(data.Batches, "next_with_labels", poisoned)  # fault injection: a NaN batch at step 5
     with pytest.raises(TrainError, match=r"diverged at step 5: D's loss is nan.*last good checkpoint is step 4"):
         train(tmp_path / "runs", tiny(steps=8), folder_source(faces), name="n", progress=False)
     rf = RunFolder(tmp_path / "runs" / "n")
@@ -215,7 +215,7 @@ def test_a_nan_loss_stops_with_the_last_good_checkpoint(faces, tmp_path, monkeyp
 
 
 def test_cuda_out_of_memory_names_a_batch_size(faces, tmp_path, monkeypatch):
-    def oom(self, real):
+    def oom(self, real, labels=None):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(Trainer, "step", oom)  # fault injection: no GPU here to run out of
