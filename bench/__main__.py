@@ -2,7 +2,7 @@
 
 import argparse
 
-from bench import (big_picture, colour_eval, first_user, style_speed, crawl_throughput, dead_host, detect_eval, embed_speed, eval_time, flow_overhead,
+from bench import (big_picture, colour_eval, conditional_eval, first_user, style_speed, crawl_throughput, dead_host, detect_eval, embed_speed, eval_time, flow_overhead,
                    folder_eval, ingest_throughput, learner_eval, neardup, process_throughput, review_speed, tag_learner)
 
 BENCHES = {
@@ -23,6 +23,7 @@ BENCHES = {
     "learner_eval": lambda: learner_eval.main([]),
     "colour_eval": lambda: colour_eval.main([]),
     "style_speed": lambda: style_speed.main([]),
+    "conditional_eval": lambda: conditional_eval.main([]),
 }
 
 if __name__ == "__main__":
