@@ -202,36 +202,22 @@ class LearnerThread:
             time.sleep(max(0.2, time.monotonic() - started))
 
 
-@dataclass
-class ReviewServer:
-    """`with ReviewServer(ws) as s: s.url` serves the queue until the block ends (port 0: any free port)."""
+class AppServer:
+    """An ASGI app served by uvicorn on one socket of its own, in a thread (`start`, `with`) or
+    in the foreground until Ctrl-C (`serve_forever`). Port 0: any free port. A host other than
+    loopback needs an access token (the app's guard checks it on every request)."""
 
-    ws: Workspace
-    host: str = "127.0.0.1"
-    port: int = 8765
-    token: str | None = None
-    learner: bool = True
+    what = "the server"  # in messages: "the review queue", "the generator page"
 
-    def __post_init__(self) -> None:
-        if not is_loopback(self.host) and not self.token:
+    def _check_host(self, host: str, token: str | None, flag: str = "--host") -> None:
+        if not is_loopback(host) and not token:
             raise ReviewServerError(
-                f"--host {self.host} makes the queue reachable from other machines: it needs an access token "
-                "(--token, or let headshot review make one)")
-        check_token(self.token or None)
-        # The queue first: a workspace with nothing to review is refused before review.sqlite is made.
-        from curation.embeddings import Embeddings
+                f"{flag} {host} makes {self.what} reachable from other machines: it needs an access token "
+                "(--token, or let headshot make one)")
+        check_token(token or None)
 
-        report = lambda: lt.report if lt else None  # noqa: E731
-        tag_report = lambda: lt.tag_report if lt else None  # noqa: E731
-        self.embeddings = Embeddings(self.ws)  # one copy in memory for the learner and "more like these"
-        self.queue = Queue(self.ws, None, learner_report=report, tag_report=tag_report, embeddings=self.embeddings)
-        self.store = self.queue.store = ReviewStore(self.ws.review_db)
-        lt = self.learner_thread = LearnerThread(self.ws, self.store, [self.queue], self.embeddings) \
-            if self.learner else None
-        hosts = ("*",) if not is_loopback(self.host) else LOOPBACK
-        cfg = AppConfig(token=self.token, allowed_hosts=hosts,
-                        on_decided=lt.wake if lt else (lambda: None), learner_needs=lt.needs if lt else (lambda: {"off": True}))
-        self.app = create_app(self.queue, cfg)
+    def _serve_init(self, app, host: str, port: int, token: str | None) -> None:
+        self.app, self.host, self.port, self.token = app, host, port, token
         self._server = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -276,7 +262,13 @@ class ReviewServer:
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
         return uvicorn.Server(config)
 
-    def start(self) -> "ReviewServer":
+    def _started(self) -> None:
+        """Hook: the socket serves (start a background thread of one's own here)."""
+
+    def _closed(self) -> None:
+        """Hook: the server stopped (stop threads, close stores)."""
+
+    def start(self):
         self._sock = self._bind()
         self._server = self._uvicorn()
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
@@ -284,10 +276,9 @@ class ReviewServer:
         deadline = time.monotonic() + 30
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise ReviewServerError("the review server did not start")
+                raise ReviewServerError(f"{self.what} did not start")
             time.sleep(0.02)
-        if self.learner_thread:
-            self.learner_thread.start()
+        self._started()
         return self
 
     def serve_forever(self, announce: Callable[[str], None] = print) -> None:
@@ -295,8 +286,7 @@ class ReviewServer:
         self._sock = self._bind()
         announce(self.url)
         self._server = self._uvicorn()
-        if self.learner_thread:
-            self.learner_thread.start()
+        self._started()
         try:
             self._server.run(sockets=[self._sock])
         finally:
@@ -307,17 +297,53 @@ class ReviewServer:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self.learner_thread:
-            self.learner_thread.stop()
         if self._sock is not None:
             self._sock.close()
-        self.store.close()
+        self._closed()
 
-    def __enter__(self) -> "ReviewServer":
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass
+class ReviewServer(AppServer):
+    """`with ReviewServer(ws) as s: s.url` serves the queue until the block ends (port 0: any free port)."""
+
+    ws: Workspace
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    learner: bool = True
+    what = "the queue"
+
+    def __post_init__(self) -> None:
+        self._check_host(self.host, self.token)
+        # The queue first: a workspace with nothing to review is refused before review.sqlite is made.
+        from curation.embeddings import Embeddings
+
+        report = lambda: lt.report if lt else None  # noqa: E731
+        tag_report = lambda: lt.tag_report if lt else None  # noqa: E731
+        self.embeddings = Embeddings(self.ws)  # one copy in memory for the learner and "more like these"
+        self.queue = Queue(self.ws, None, learner_report=report, tag_report=tag_report, embeddings=self.embeddings)
+        self.store = self.queue.store = ReviewStore(self.ws.review_db)
+        lt = self.learner_thread = LearnerThread(self.ws, self.store, [self.queue], self.embeddings) \
+            if self.learner else None
+        hosts = ("*",) if not is_loopback(self.host) else LOOPBACK
+        cfg = AppConfig(token=self.token, allowed_hosts=hosts,
+                        on_decided=lt.wake if lt else (lambda: None), learner_needs=lt.needs if lt else (lambda: {"off": True}))
+        self._serve_init(create_app(self.queue, cfg), self.host, self.port, self.token)
+
+    def _started(self) -> None:
+        if self.learner_thread:
+            self.learner_thread.start()
+
+    def _closed(self) -> None:
+        if self.learner_thread:
+            self.learner_thread.stop()
+        self.store.close()
 
 
 def new_token() -> str:
