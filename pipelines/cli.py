@@ -328,10 +328,13 @@ def main() -> None:
         sys.exit(4)
 
 
-# Registers `dataset build/export/list/diff` on dataset_app, and `attributes`, `encode`, `review`, `style`, `train`,
+# Registers `dataset build/export/list/diff` on dataset_app, and `attributes`, `encode`, `review`,
+# `serve-generator`, `style`, `train`,
 # `generate` and `evaluate` on app. After this module's commands, so that `headshot --help`
 # lists the pipeline's own steps first (Typer keeps the order commands registered in).
-from pipelines import cli_attributes, cli_dataset, cli_encode, cli_flow, cli_review, cli_style, cli_train  # noqa: E402,F401
+from pipelines import (  # noqa: E402,F401
+    cli_attributes, cli_dataset, cli_encode, cli_flow, cli_generator, cli_review, cli_style, cli_train,
+)
 
 if __name__ == "__main__":
     main()
