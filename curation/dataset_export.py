@@ -3,6 +3,8 @@
 - folder: `out/<split>/<class>/<crop_id>.<ext>`, which torchvision's ImageFolder reads per
   split (`ImageFolder("out/train")`); the class is the crop's first tag (sorted), or "face".
   Beside them `metadata.parquet` and `metadata.csv`: one row per file with its lineage.
+- hf: a folder Hugging Face's `datasets.load_dataset("imagefolder", data_dir=out)` reads, with
+  every crop's lineage and attributes as columns and a dataset card (curation/dataset_hf.py).
 - parquet: one file with the DatasetRow columns plus `image` (the crop file's bytes) and
   `format`; pandas, DuckDB and Spark read it as it is. `out` is that file when it ends in
   .parquet or .pq, else a folder that receives `<name>-v<N>.parquet`.
@@ -34,7 +36,7 @@ from manifests.records import DatasetRow
 from manifests.storage import is_url, redact
 from manifests.workspace import Workspace
 
-FORMATS = ("folder", "parquet")
+FORMATS = ("folder", "parquet", "hf")
 DEFAULT_CLASS = "face"
 MARKER = "headshot.export"  # key-value metadata that marks a folder as a headshot export
 PARQUET_SUFFIXES = (".parquet", ".pq")  # --out naming a file; any other path is a folder to put it in
@@ -100,6 +102,10 @@ def _sources(ws: Workspace, rows: list[DatasetRow]) -> list[Path]:
 
 
 def _is_export(folder: Path) -> bool:
+    from .dataset_hf import is_hf_export
+
+    if is_hf_export(folder):
+        return True
     meta = folder / "metadata.parquet"
     try:
         return meta.is_file() and MARKER in read_metadata(meta)
@@ -108,7 +114,7 @@ def _is_export(folder: Path) -> bool:
 
 
 def _check_target(out: Path, fmt: str, overwrite: bool) -> None:
-    if fmt == "folder":
+    if fmt in ("folder", "hf"):
         if out.exists() and not out.is_dir():
             raise ExportError(f"{out} is a file; a folder export needs a folder path")
         if out.is_dir() and any(out.iterdir()):
@@ -265,6 +271,15 @@ def _write(tmp: Path, fmt: str, rows: list[DatasetRow], sources: list[Path], inf
            result: ExportResult) -> None:
     if fmt == "folder":
         _write_folder(tmp, rows, sources, info, link, result)
+    elif fmt == "hf":
+        from .dataset_hf import write_hf
+
+        def place(src: Path, dst: Path) -> None:
+            linked = _place(src, dst, link)
+            result.linked += linked
+            result.copied += not linked
+
+        result.classes = write_hf(tmp, rows, sources, info, place)
     else:
         _write_parquet(tmp, rows, sources, info)
         result.classes = sorted({class_folder(r.tags) for r in rows})

@@ -110,7 +110,8 @@ def dataset_export(
     out: str = typer.Option(..., "--out", help="A folder; with --format parquet a .parquet file, or a folder that receives "
                             "NAME-vN.parquet; or a URL (s3://bucket/path, file://...) to publish the version there."),
     fmt: str = typer.Option("folder", "--format", help="folder: split/class/crop files for torchvision ImageFolder; "
-                            "parquet: one file with the image bytes in a column."),
+                            "parquet: one file with the image bytes in a column; hf: a folder Hugging Face datasets "
+                            "reads (load_dataset('imagefolder', data_dir=...)) with a dataset card."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier export at --out."),
     link: bool = typer.Option(False, "--link", help="Hard-link crop files instead of copying them, where the filesystem "
                               "allows: no extra space, but the export shares the workspace's (read-only) files."),
@@ -129,6 +130,8 @@ def dataset_export(
     Example: headshot dataset export faces@v2 --out exports/faces --format folder
 
     Example: headshot dataset export faces@v2 --out s3://my-bucket/datasets --format parquet
+
+    Example: headshot dataset export faces@v2 --out exports/faces-hf --format hf
     """
     from curation.dataset_export import export_dataset
     from curation.dataset_publish import publish_dataset
@@ -157,6 +160,9 @@ def dataset_export(
         typer.echo(f"  crops beside it; train elsewhere with: headshot train --dataset {res.path}")
     if fmt == "folder":
         typer.echo(f"  classes: {', '.join(res.classes) or '-'}; files hard-linked {res.linked}, copied {res.copied}")
+    elif fmt == "hf":
+        typer.echo(f"  splits: {', '.join(res.classes)}, a dataset card in README.md; read it with "
+                   f"datasets.load_dataset(\"imagefolder\", data_dir=\"{res.path}\")")
 
 
 @dataset_app.command("list")
