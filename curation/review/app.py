@@ -180,7 +180,7 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
     @app.get("/api/meta")
     def meta() -> dict[str, Any]:
         return {"views": VIEWS, "filters": queue.filters(), "tags": {str(k): v for k, v in store.tags().items()},
-                "counts": queue.counts()}
+                "attributes": queue.attribute_values(), "counts": queue.counts()}
 
     @app.get("/api/items")
     def items(view: str = "queue", arg: str = "", snap: str = "", offset: int = 0, limit: int = 200) -> dict[str, Any]:

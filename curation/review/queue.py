@@ -32,6 +32,7 @@ VIEWS = {
     "score": "every crop, by one filter's score (lowest first)",
     "groups": "near-duplicate groups side by side, keeper first",
     "tag": "crops with a tag",
+    "attribute": "crops with an attribute: hair=blue, eyes=red, tag=... (estimated or scraped)",
     "decided": "decided crops, latest first, to revise",
     "proposals": "the learner's proposals, most confident first",
     "all": "every crop",
@@ -96,11 +97,21 @@ class Queue:
                 members.sort(key=lambda it: (not it.keeper, it.distance, it.crop_id))
             self.items, self.by_id, self.groups, self._stamp = queue_order(items), {it.crop_id: it for it in items}, groups, stamp
             self._filters = sorted({r["filter"] for it in items for r in it.reasons})
+            # Estimated and scraped attributes (a person's tags are the store's, read per answer).
+            from curation.attributes import crop_attributes
+
+            self.attributes = crop_attributes(self.ws, self.by_id, review_tags={})
+            self._attribute_values = sorted({f"{a.name}={a.value}" for v in self.attributes.values() for a in v})
             self._doubtful = {it.crop_id for it in items if it.state == DOUBTFUL}
             failed = sum(it.state == FAILED for it in items)
             self._by_state = {"doubtful": len(self._doubtful), "failed": failed,
                               "passed": len(items) - len(self._doubtful) - failed}
             return True
+
+    def attribute_values(self) -> list[str]:
+        """Every name=value some present crop carries, for the attribute view's picker."""
+        self.refresh()
+        return list(self._attribute_values)
 
     def crop_file(self, crop_id: str) -> Path | None:
         """The file of a known crop: the path comes from the manifest, never from the request, and
@@ -149,6 +160,12 @@ class Queue:
             return [it.crop_id for g in groups for it in g]
         if view == "tag":
             return [it.crop_id for it in self.items if arg in (states[it.crop_id].tags if it.crop_id in states else ())]
+        if view == "attribute":
+            if arg not in self._attribute_values:
+                known = ", ".join(self._attribute_values[:20]) or "none yet (headshot attributes)"
+                raise ViewError(f"no crop carries the attribute {arg!r} (there are: {known})")
+            return [it.crop_id for it in self.items
+                    if any(f"{a.name}={a.value}" == arg for a in self.attributes.get(it.crop_id, ()))]
         if view == "decided":
             decided = [(s.at, c) for c, s in states.items() if s.decision is not None and c in self.by_id]
             return [c for _, c in sorted(decided, reverse=True)]
@@ -225,6 +242,8 @@ class Queue:
             s = states.get(c)
             d["decision"] = s.decision if s else None
             d["tags"] = list(s.tags) if s else []
+            d["attributes"] = [{"name": a.name, "value": a.value, "origin": a.origin,
+                                "confidence": round(a.confidence, 2)} for a in self.attributes.get(c, ())]
             d["by"] = s.reviewer if s and s.decision else None
             p = report.p_accept.get(c) if report is not None else None
             d["p_accept"] = None if p is None else round(float(p), 3)

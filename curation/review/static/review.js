@@ -10,7 +10,7 @@
   const KEY = { a: "accept", r: "reject", s: "skip" };
   const S = {
     view: "queue", arg: "", snap: null, total: 0, items: [], index: new Map(), focus: 0,
-    sel: new Set(), anchor: 0, loading: null, tags: {}, filters: [], views: {},
+    sel: new Set(), anchor: 0, loading: null, tags: {}, filters: [], views: {}, attributes: [],
     pending: 0, sinceLearner: 0, size: 80, counts: null, learner: null,
   };
 
@@ -66,7 +66,7 @@
       c.append(edge);
       if (item.keeper) c.append(line("keeper", "keeper"));
     }
-    c.title = item.reasons.map((r) => `${r.filter}: ${r.reason}`).join("\n") +
+    c.title = item.reasons.map((r) => `${r.filter}: ${r.reason}`).join("\n") + attributeText(item, "\n") +
       (item.page_url ? `\n${item.page_url}` : "") + (item.group_size > 1 ? `\nduplicate group of ${item.group_size}` : "");
     c.addEventListener("click", (ev) => click(i, ev));
     paint(c, item);
@@ -86,6 +86,14 @@
     c.classList.toggle("proposed", Boolean(item.proposal));
   }
 
+  // "hair blue 62% · tag disney style": estimated values with their confidence, scraped ones as they came.
+  function attributeText(item, lead) {
+    const a = item.attributes || [];
+    if (!a.length) return "";
+    return lead + a.map((x) => x.origin === "estimated" ? `${x.name} ${x.value} ${Math.round(100 * x.confidence)}%`
+      : `${x.name} ${x.value}`).join(" · ");
+  }
+
   function details(item) {
     const el = $("details");
     el.replaceChildren();
@@ -97,7 +105,10 @@
       `${r.filter} ${fmt(r.score)}/${fmt(r.threshold)}${r.passed ? "" : " ✗"}${r.doubtful ? " (doubtful)" : ""}`).join(", ") +
       (item.group_size > 1 ? ` · group of ${item.group_size}${item.keeper ? ", keeper" : `, distance ${item.distance}`}` : "") +
       (item.decision ? ` · ${item.decision} by ${item.by}` : "") + " ";
-    el.append(head, reasons);
+    const attrs = document.createElement("span");
+    attrs.className = "attributes";
+    attrs.textContent = attributeText(item, " · ") + " ";
+    el.append(head, reasons, attrs);
     if (/^https?:\/\//.test(item.page_url)) {
       const a = document.createElement("a");
       a.href = item.page_url; a.target = "_blank"; a.rel = "noopener noreferrer"; a.textContent = "source page";
@@ -411,8 +422,8 @@
 
   function argOptions() {
     const sel = $("arg");
-    const names = S.view === "tag" ? Object.values(S.tags) : S.filters;
-    sel.hidden = !["reason", "score", "tag"].includes(S.view);
+    const names = S.view === "tag" ? Object.values(S.tags) : S.view === "attribute" ? S.attributes : S.filters;
+    sel.hidden = !["reason", "score", "tag", "attribute"].includes(S.view);
     sel.replaceChildren(...(S.view === "reason" ? [""] : []).concat(names).map((n) => {
       const o = document.createElement("option"); o.value = n; o.textContent = n || "every filter"; return o;
     }));
@@ -429,6 +440,7 @@
     $("help-button").addEventListener("click", () => { $("help").hidden = !$("help").hidden; });
     const meta = await api("GET", "/api/meta");
     S.views = meta.views; S.filters = meta.filters; S.tags = meta.tags; S.counts = meta.counts;
+    S.attributes = meta.attributes || [];
     const params = new URLSearchParams(location.search);
     S.view = params.get("view") && params.get("view") in S.views ? params.get("view") : "queue";
     S.arg = params.get("arg") || "";
