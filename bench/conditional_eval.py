@@ -37,7 +37,7 @@ from training.samples import to_pil
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--faces", type=int, default=700)
+    ap.add_argument("--faces", type=int, default=1400)
     ap.add_argument("--per-colour", type=int, default=64)
     args = ap.parse_args(argv or [])
     with tempfile.TemporaryDirectory(prefix="headshot-bench-cond-") as tmp:

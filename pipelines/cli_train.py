@@ -142,6 +142,10 @@ def train(
             overrides["conditional"] = tuple(a.strip() for a in attributes.split(",") if a.strip())
             if preset is None and "penalty" not in overrides:
                 overrides["penalty"] = "dragan"  # as MakeGirls.moe trained its conditional model
+            if "diff_policy" not in overrides:
+                # Augmentation must keep the labels true: a colour jitter or a green/blue swap
+                # turns a blue-haired face green before D is told it is blue.
+                overrides["diff_policy"] = CONDITIONAL_POLICY
         tmp = None
         if dry_run:
             tmp = tempfile.TemporaryDirectory(prefix="headshot-dry-run-")
@@ -186,6 +190,9 @@ def train(
         tmp.cleanup()
     if result.interrupted:
         raise typer.Exit(130)
+
+
+CONDITIONAL_POLICY = ("translation", "cutout")  # DiffAugment for --conditional: no colour changes
 
 
 @app.command()

@@ -86,6 +86,7 @@ def test_a_conditional_run_generates_what_it_is_asked_and_refuses_what_it_does_n
     vocab = state["attributes"]
     assert list(vocab) == ["hair"] and len(vocab["hair"]) >= 4
     assert state["config"]["conditional"] == ["hair"] and state["config"]["penalty"] == "dragan"
+    assert state["config"]["diff_policy"] == ["translation", "cutout"]  # no colour change: the labels stay true
     hair = vocab["hair"][0]
     out = tmp_path / "blue.png"
     r = CliRunner().invoke(app, ["--home", str(ws.home), "generate", "--run", "c", "-n", "4", "--attr",
