@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import signal
 import threading
 import time
@@ -189,3 +191,34 @@ def small_disk(tmp_path):
         yield Disk()
     finally:
         subprocess.run(["umount", "-l", str(root)], capture_output=True, timeout=30)
+
+
+# --- Debian's Chromium, one per session for every browser test (review queue, generator page) ---
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+def ensure_chromium() -> Path:
+    """Debian's chromium package, installed on first use (never a downloaded browser build)."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("/usr/bin/chromium is missing and cannot be installed here (apt-get as root): "
+                    "apt-get install chromium")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-q", "chromium"]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def browser():
+    path = ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(path), headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

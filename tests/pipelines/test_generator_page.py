@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 from replicas.drawn import draw_face
-from tests.curation.review.conftest import browser, ensure_chromium  # noqa: F401  (the session's Chromium)
 from training.config import TrainConfig
 from training.data import Source
 from training.run import train
@@ -62,7 +61,7 @@ def _get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def test_set_an_attribute_generate_style_and_download(browser, server, tmp_path):  # noqa: F811
+def test_set_an_attribute_generate_style_and_download(browser, server, tmp_path):
     ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page = ctx.new_page()
     errors: list[str] = []
