@@ -159,7 +159,7 @@ class Trainer:
             extra["loss_cls_d"] = float(loss_cls.detach())
         if cfg.penalty != "none" and self.step_no % cfg.penalty_every == 0:
             penalty = self._penalty(real) * cfg.penalty_every
-            total_d = loss_d + penalty
+            total_d = total_d + penalty
         if not torch.isfinite(total_d):
             raise Diverged(self.step_no, f"D's loss is {total_d.item()}")
         total_d.backward()
