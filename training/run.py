@@ -22,7 +22,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,58 +31,16 @@ import torch
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import Batches, DataError, Source, dataset_source, folder_source, label_matrix, load_pictures, vocabulary
-from .device import Speed, choose, device_name, pick_device
+from .device import choose, device_name, pick_device
 from .distributed import Ranks, start
 from .loop import Diverged, Trainer
+from .run_folder import RunFolder, RunResult, TrainError, new_run_name, truncate_metrics, write_json
 from .samples import grid, progress_gif, save_png
 
 log = logging.getLogger("headshot.train")
 LOG_EVERY = 10
 GRID = 64  # pictures in a sample grid (8 x 8)
 COPY_SET = 2000  # training pictures the copy check compares samples with
-
-
-class TrainError(ValueError):
-    """The run cannot start or go on; the message says why and what to do."""
-
-
-@dataclass
-class RunFolder:
-    root: Path
-
-    config = property(lambda self: self.root / "config.json")
-    checkpoints = property(lambda self: self.root / "checkpoints")
-    last = property(lambda self: self.root / "checkpoints" / "last.pt")
-    best = property(lambda self: self.root / "checkpoints" / "best.pt")
-    samples = property(lambda self: self.root / "samples")
-    gif = property(lambda self: self.root / "progress.gif")
-    metrics = property(lambda self: self.root / "metrics.jsonl")
-    tb = property(lambda self: self.root / "tb")
-
-    def read_config(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.config.read_text())
-        except (OSError, ValueError) as exc:
-            raise TrainError(f"{self.root} is not a training run ({exc})") from None
-
-
-@dataclass
-class RunResult:
-    run: str
-    folder: Path
-    step: int
-    steps: int
-    interrupted: bool = False
-    best: dict[str, Any] = field(default_factory=dict)
-    last_losses: dict[str, float] = field(default_factory=dict)
-    speed: Speed | None = None
-    images_per_s: float = 0.0
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    from manifests.atomic import write_bytes_atomic
-
-    write_bytes_atomic(path, json.dumps(doc, indent=1, sort_keys=True, default=str).encode())
 
 
 class _StopFlag:
@@ -107,13 +65,6 @@ class _StopFlag:
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
-
-
-def new_run_name(src: Source) -> str:
-    from manifests.workspace import utcnow
-
-    stem = f"{src.name}-v{src.version}" if src.kind == "dataset" else "images"
-    return f"{stem}-{utcnow().strftime('%Y%m%d-%H%M%S')}"
 
 
 def source_from_config(ws, saved: dict[str, Any]) -> Source:
@@ -221,8 +172,8 @@ class _Run:
         if not self.ranks.main:
             return
         if self.resuming:
-            _truncate_metrics(self.folder.metrics, self.trainer.step_no)
-        _write_json(self.folder.config, {
+            truncate_metrics(self.folder.metrics, self.trainer.step_no)
+        write_json(self.folder.config, {
             "run": self.run, "config": cfg.as_dict(), "data": self.src.describe(), "device": device_name(self.device),
             "processes": self.ranks.world, **({"attributes": self.vocab} if self.vocab else {}),
             "speed": {"precision": self.speed.precision, "channels_last": self.speed.channels_last,
@@ -367,22 +318,6 @@ def evaluate_run_state(r: "_Run") -> dict[str, Any]:
     cache = getattr(r, "cache_dir", None)
     return evaluate_sets(r._real_eval, fake, train=r._train_sample, extractor=r._extractor, cache_dir=cache,
                          real_key=r._keys[0] if cache else None, train_key=r._keys[1] if cache else None)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Rows logged after the checkpoint a run resumes from were never kept: drop them."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except ValueError:
-            pass  # a line cut by a kill
-    from manifests.atomic import write_bytes_atomic
-
-    write_bytes_atomic(path, ("\n".join(keep) + "\n" if keep else "").encode())
 
 
 def _tensorboard(folder: Path, step: int):

@@ -10,7 +10,7 @@ import torch
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .model import Generator
-from .run import RunFolder, TrainError
+from .run_folder import RunFolder, TrainError
 from .runs_index import list_runs
 
 
