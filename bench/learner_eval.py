@@ -49,6 +49,35 @@ HEADSHOTS = {"anime", "furry/headshot"}
 # crop (not at the folder) accepts. Their whole-picture crops are not headshots.
 ANIME_FACES_IN = {"outliers/fullbody", "outliers/animated", "outliers/transparent", "outliers/tiny",
                   "outliers/odd_format", "outliers/near_duplicate"}
+# A sheet of several heads (outliers/collage: one character drawn four times, three coloured and
+# once as line art): a face found on it is a headshot when the crop itself is in colour, which
+# the reviewer sees at a glance; here, the crop's mean spread between its strongest and weakest
+# channel (line art is 0). Its whole-picture crop is not a headshot.
+SHEETS = {"outliers/collage"}
+SHEET_COLOUR = 2.0  # mean max-min channel spread, of 255
+
+
+def crop_in_colour(ws: Workspace, item) -> bool:
+    import numpy as np
+    from PIL import Image
+
+    path = Path(item.crop_path)
+    with Image.open(path if path.is_absolute() else ws.home / path) as im:
+        a = np.asarray(im.convert("RGB"), np.int16)
+    return float((a.max(axis=2) - a.min(axis=2)).mean()) >= SHEET_COLOUR
+
+
+def reviewers(ws: Workspace, items) -> tuple[dict[str, bool], dict[str, bool]]:
+    """(by folder, by what the crop shows): crop id -> headshot."""
+    folder = folders_of(ws)
+    by_folder = {it.crop_id: folder.get(it.image_sha256, "") in HEADSHOTS for it in items}
+    by_crop = {}
+    for it in items:
+        f = folder.get(it.image_sha256, "")
+        face = it.detector != "whole"
+        by_crop[it.crop_id] = by_folder[it.crop_id] or (face and f in ANIME_FACES_IN) or (
+            face and f in SHEETS and crop_in_colour(ws, it))
+    return by_folder, by_crop
 SIZES = (20, 50, 100)
 DRAWS = 5
 STARTS = 10
@@ -147,9 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         embed_s = time.perf_counter() - t
         items = load_items(ws)
         folder = folders_of(ws)
-        by_folder = {it.crop_id: folder.get(it.image_sha256, "") in HEADSHOTS for it in items}
-        by_crop = {it.crop_id: by_folder[it.crop_id] or (folder.get(it.image_sha256, "") in ANIME_FACES_IN
-                                                          and it.detector != "whole") for it in items}
+        by_folder, by_crop = reviewers(ws, items)
         cache = FeatureCache(ws)
         cache.ensure(items)
         embeddings = Embeddings(ws)
@@ -157,7 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{len(items)} crops at --subject auto, embedded in {embed_s:.1f} s; {DRAWS} random draws per size, "
               "agreement on every crop not labelled. Two reviewers: by folder (a crop of anime/ or furry/headshot/ "
               "is a headshot, any other is not) and by what the crop shows (also the faces found in colour anime "
-              "pictures filed under an outlier for their format, size or framing)")
+              "pictures filed under an outlier for their format, size or framing, and the coloured heads of a sheet of "
+              "heads)")
         comps = [int(c) for c in os.environ.get("HEADSHOT_BENCH_COMPONENTS", str(LearnerConfig().embed_components)).split(",")]
         for name, truth in (("by folder", by_folder), ("by what the crop shows", by_crop)):
             n_pos = sum(truth.values())
