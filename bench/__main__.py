@@ -1,30 +1,40 @@
-"""`make bench`: run every benchmark and print its figures (markdown, for BENCHMARKS.md)."""
+"""`make bench`: run every benchmark and print its figures (markdown, for BENCHMARKS.md).
+
+Each benchmark's module is imported when it is about to run, not all of them first: the ones
+that train or embed import torch, and a process with torch loaded forks its workers more slowly
+than `headshot ingest` or `headshot process` ever do, which would weigh on their figures."""
 
 import argparse
+import importlib
 
-from bench import (big_picture, colour_eval, conditional_eval, first_user, style_speed, crawl_throughput, dead_host, detect_eval, embed_speed, eval_time, flow_overhead,
-                   folder_eval, ingest_throughput, learner_eval, neardup, process_throughput, review_speed, tag_learner)
-
+# name -> (module in bench/, whether its main takes an argv list)
 BENCHES = {
-    "ingest": ingest_throughput.main,
-    "crawl": crawl_throughput.main,
-    "neardup": lambda: neardup.main([]),
-    "process": process_throughput.main,
-    "detect": lambda: detect_eval.main([]),
-    "review": lambda: review_speed.main([]),
-    "dead_host": dead_host.main,
-    "big_picture": lambda: big_picture.main([]),
-    "eval_time": eval_time.main,
-    "flow_overhead": flow_overhead.main,
-    "embed_speed": lambda: embed_speed.main([]),
-    "tag_learner": lambda: tag_learner.main([]),
-    "folder_eval": lambda: folder_eval.main([]),
-    "first_user": lambda: first_user.main([]),
-    "learner_eval": lambda: learner_eval.main([]),
-    "colour_eval": lambda: colour_eval.main([]),
-    "style_speed": lambda: style_speed.main([]),
-    "conditional_eval": lambda: conditional_eval.main([]),
+    "ingest": ("ingest_throughput", False),
+    "crawl": ("crawl_throughput", False),
+    "neardup": ("neardup", True),
+    "process": ("process_throughput", False),
+    "detect": ("detect_eval", True),
+    "review": ("review_speed", True),
+    "dead_host": ("dead_host", False),
+    "big_picture": ("big_picture", True),
+    "eval_time": ("eval_time", False),
+    "flow_overhead": ("flow_overhead", False),
+    "embed_speed": ("embed_speed", True),
+    "tag_learner": ("tag_learner", True),
+    "folder_eval": ("folder_eval", True),
+    "first_user": ("first_user", True),
+    "learner_eval": ("learner_eval", True),
+    "colour_eval": ("colour_eval", True),
+    "style_speed": ("style_speed", True),
+    "conditional_eval": ("conditional_eval", True),
 }
+
+
+def run(name: str):
+    module, takes_argv = BENCHES[name]
+    main = importlib.import_module(f"bench.{module}").main
+    return main([]) if takes_argv else main()
+
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="headshot benchmarks. Example: python -m bench ingest")
@@ -34,4 +44,4 @@ if __name__ == "__main__":
     if unknown:
         ap.error(f"no benchmark named {', '.join(unknown)}; there are: {', '.join(BENCHES)}")
     for name in args.names or BENCHES:
-        BENCHES[name]()
+        run(name)
