@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> dict:
         t = time.perf_counter()
         update_embeddings(ws)
         embed_s = time.perf_counter() - t
-        items = load_items(ws)
+        # in crop id order: the rows come in the order the workers finished, and the random draws
+        # below must not depend on it
+        items = sorted(load_items(ws), key=lambda it: it.crop_id)
         folder = folders_of(ws)
         by_folder, by_crop = reviewers(ws, items)
         cache = FeatureCache(ws)

@@ -3,6 +3,7 @@ logistic regression, and the learner's report on labels that follow a rule."""
 
 from __future__ import annotations
 
+import math
 import json
 
 import numpy as np
@@ -271,3 +272,12 @@ def test_a_learner_no_better_than_the_commoner_decision_proposes_nothing(ws, tmp
     assert report.proposals == [] and report.order == []  # the queue keeps the filters' order
     assert set(report.p_accept) == {it.crop_id for it in extra}  # still scored, for the record
     store.close()
+
+
+def test_a_tie_with_the_commoner_decision_keeps_the_learners_order_but_proposes_nothing():
+    from curation.review.learner import gates
+
+    assert gates(0.8, 0.7) == (True, True)
+    assert gates(22 / 30, 1 - 8 / 30) == (False, True)  # a tie: no proposals, the least sure still first
+    assert gates(0.6, 0.7) == (False, False)  # worse: the filters' order
+    assert gates(math.nan, 0.7) == (False, False) and gates(0.8, math.nan) == (False, False)
