@@ -365,9 +365,11 @@
       $("learner").textContent = r.ready
         ? `learner: agrees with you on ${r.agreement === null ? "?" : Math.round(100 * r.agreement) + "%"} of ` +
           `${r.agreement_n} labels (always-the-commoner: ${r.baseline === null ? "?" : Math.round(100 * r.baseline) + "%"})` +
-          (r.agreement !== null && r.baseline !== null && r.agreement > r.baseline
+          (r.proposing
             ? ` · ${r.proposals} proposals (proposals view; Enter confirms those in view)`
-            : " · no better than that yet: no proposals, the queue keeps the filters' order")
+            : r.ordering
+              ? " · no better than that yet: no proposals; the crops it is least sure of come first"
+              : " · no better than that yet: no proposals, the queue keeps the filters' order")
         : r.off ? "learner: off (--no-learner)" : r.error ? `learner stopped: ${r.error}` : r.needs ? `learner: needs ${r.needs} more labels` : "learner: training…";
     } catch (e) { /* the learner is optional */ }
   }
