@@ -88,6 +88,37 @@ def redact_url(url: str) -> str:
     return url[:start] + m.group(2).rpartition("@")[2] + url[end:]
 
 
+# Query parameters whose value is a credential (signed-URL, API and session parameters): kept
+# in the request, never in a row or a reason, since manifests and dataset cards get published.
+SECRET_PARAMS = frozenset({
+    "access_token", "api_key", "apikey", "auth", "authorization", "key", "password", "passwd", "pwd",
+    "secret", "session", "sessionid", "sid", "sig", "signature", "token", "x-amz-credential",
+    "x-amz-security-token", "x-amz-signature", "x-goog-credential", "x-goog-signature",
+})
+REDACTED = "REDACTED"
+_QUERY = re.compile(r"([?&;])([^=&;#]*)=([^&;#]*)")
+
+
+def recorded_url(url: str) -> str:
+    """`url` as a row or a reason may keep it: no `user:pass@`, and the value of every query
+    parameter named in `SECRET_PARAMS` (any case, percent-decoded name) replaced by REDACTED;
+    every other character kept.
+
+    >>> recorded_url("https://ann:pw@cdn.example.org/a.jpg?w=64&X-Amz-Signature=abc#f")
+    'https://cdn.example.org/a.jpg?w=64&X-Amz-Signature=REDACTED#f'
+    """
+    url = redact_url(url)
+    q = url.find("?")
+    if q < 0:
+        return url
+
+    def hide(m: re.Match) -> str:
+        name = urllib.parse.unquote_plus(m.group(2)).strip().lower()
+        return f"{m.group(1)}{m.group(2)}={REDACTED}" if name in SECRET_PARAMS and m.group(3) else m.group(0)
+
+    return url[:q] + _QUERY.sub(hide, url[q:])
+
+
 def _basic_auth(parts: urllib.parse.SplitResult) -> str | None:
     if not parts.username and not parts.password:
         return None
@@ -193,9 +224,9 @@ class Fetcher:
             origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
             rp = self._robots_for(origin, host)
             if isinstance(rp, FetchResult):
-                raise RedirectBlocked(url, rp.status, f"redirected to {redact_url(url)}: {rp.reason}")
+                raise RedirectBlocked(url, rp.status, f"redirected to {recorded_url(url)}: {rp.reason}")
             if not rp.can_fetch(self.cfg.user_agent, url):
-                raise RedirectBlocked(url, "robots_disallowed", f"redirected to {redact_url(url)}, which robots.txt "
+                raise RedirectBlocked(url, "robots_disallowed", f"redirected to {recorded_url(url)}, which robots.txt "
                                       f"of {host} disallows")
         self._wait_turn(host)
 
@@ -215,7 +246,7 @@ class Fetcher:
         except ValueError as exc:
             return FetchResult(safe, "invalid", f"not a valid URL: {exc}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            return FetchResult(safe, "invalid", f"not an http(s) URL: {safe!r}")
+            return FetchResult(safe, "invalid", f"not an http(s) URL: {recorded_url(safe)!r}")
         with self._host_lock(host):
             if (why := self._dead_why(host)) is not None:
                 return FetchResult(safe, "http_error", f"host {host} did not answer earlier in this run ({why}); "
@@ -253,7 +284,7 @@ class Fetcher:
                 result = FetchResult(origin, "robots_disallowed", f"robots.txt answered HTTP {exc.code}; "
                                      f"not fetching from {origin} until it can be read")
         except RedirectRefused as exc:
-            result = FetchResult(origin, "robots_disallowed", f"robots.txt redirected to {redact_url(exc.url)}; "
+            result = FetchResult(origin, "robots_disallowed", f"robots.txt redirected to {recorded_url(exc.url)}; "
                                  f"not fetching from {origin}")
         except _NETWORK_ERRORS as exc:
             reason, why = self._explain(exc, dl, answered)
@@ -306,7 +337,7 @@ class Fetcher:
                 answered = not dl.expired
                 return self._read(url, resp, dl), None, False
         except RedirectRefused as exc:
-            return FetchResult(url, "invalid", f"redirected to {redact_url(exc.url)}; only http(s) is followed",
+            return FetchResult(url, "invalid", f"redirected to {recorded_url(exc.url)}; only http(s) is followed",
                                http_status=exc.code), None, True
         except RedirectBlocked as exc:
             return FetchResult(url, exc.status, exc.reason), None, True
@@ -321,7 +352,7 @@ class Fetcher:
             return FetchResult(url, "http_error", reason), None, why is not None or dl.passed()
 
     def _read(self, url: str, resp, dl: Deadline) -> FetchResult:
-        final = redact_url(resp.geturl())
+        final = recorded_url(resp.geturl())
         if opted_out(resp.headers):
             return FetchResult(url, "opted_out", "the server marks this image noai/noimageai (X-Robots-Tag)",
                                final_url=final, http_status=resp.status)

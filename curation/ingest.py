@@ -27,7 +27,7 @@ from manifests.workspace import Workspace, new_run_id, utcnow
 from media import store as media_store
 from media.decode import DecodeConfig
 
-from .fetch import FetchConfig, Fetcher, FetchResult, redact_url
+from .fetch import FetchConfig, Fetcher, FetchResult, recorded_url
 
 
 class IngestInputError(ValueError):
@@ -228,7 +228,7 @@ def _input_row(inp: Input, status: str, reason: str, sha: str, run_id: str) -> S
         return ScrapedImage(source="local", source_id=escape_text(inp.uri), image_url=p.as_uri(), status=status,
                             reason=reason, title=escape_text(p.name), fetched_at=utcnow(), crawl_run_id=run_id,
                             image_sha256=sha)
-    url = redact_url(inp.uri)  # a user:pass@ in a list is used for the request, never recorded
+    url = recorded_url(inp.uri)  # a user:pass@ or ?token= in a list is used for the request, never recorded
     return ScrapedImage(source="url", source_id=url, image_url=url, status=status, reason=reason,
                         fetched_at=utcnow(), crawl_run_id=run_id, opted_out=status == "opted_out", image_sha256=sha)
 
