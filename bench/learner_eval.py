@@ -78,6 +78,8 @@ def reviewers(ws: Workspace, items) -> tuple[dict[str, bool], dict[str, bool]]:
         by_crop[it.crop_id] = by_folder[it.crop_id] or (face and f in ANIME_FACES_IN) or (
             face and f in SHEETS and crop_in_colour(ws, it))
     return by_folder, by_crop
+
+
 SIZES = (20, 50, 100)
 DRAWS = 5
 STARTS = 10

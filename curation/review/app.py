@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..dataset_export import sniff_format
 from .guard import Guard
-from .learner import gates
 from .queue import VIEWS, Queue, ViewError
 from .store import Change, ReviewError, StoreUnavailable, check_decision, check_reviewer, check_tag
 
@@ -287,8 +286,8 @@ def create_app(queue: Queue, cfg: AppConfig | None = None) -> FastAPI:
             return {"ready": False, **cfg.learner_needs(), **tags_summary()}
         agreement = report.agreement if report.agreement == report.agreement else None  # NaN: too few to tell
         baseline = report.baseline if report.baseline == report.baseline else None
-        proposing, ordering = gates(report.agreement, report.baseline)
-        return {"ready": True, "proposing": proposing, "ordering": ordering, "labels": report.labels, "human_labels": report.human_labels,
+        return {"ready": True, "proposing": report.proposing, "ordering": report.ordering,
+                "labels": report.labels, "human_labels": report.human_labels,
                 "agreement": agreement, "agreement_n": report.agreement_n, "baseline": baseline,
                 "proposals": len(report.proposals), "pending": report.pending,
                 "embedded": getattr(report, "embedded", 0), **cfg.learner_needs(), **tags_summary()}

@@ -234,6 +234,8 @@ class LearnerReport:
     config: LearnerConfig
     feature_version: str = FEATURE_VERSION
     embedded: int = 0  # training labels whose crop has an embedding (0: embeddings not read)
+    proposing: bool = False  # whether it beats the commoner decision (`gates`): proposals may be made
+    ordering: bool = False  # whether it at least ties it: `order` is the learner's
 
     def as_dict(self, with_p: bool = True) -> dict[str, Any]:
         """JSON-safe. with_p=False leaves out the per-crop probabilities (50,000 crops make
@@ -244,7 +246,7 @@ class LearnerReport:
             "baseline": _num(self.baseline), "pending": self.pending,
             "proposals": [{"id": c, "decision": d, "p_accept": round(p, 4)} for c, d, p in self.proposals],
             "order": list(self.order), "config": self.config.as_dict(), "feature_version": self.feature_version,
-            "embedded": self.embedded,
+            "embedded": self.embedded, "proposing": self.proposing, "ordering": self.ordering,
         }
         if with_p:
             out["p_accept"] = {c: round(p, 4) for c, p in self.p_accept.items()}
@@ -373,4 +375,4 @@ class ActiveLearner:
             labels=len(y), human_labels=int(human.sum()), accepted=int((y == 1).sum()), rejected=int((y == 0).sum()),
             agreement=float(agreement), agreement_n=agreement_n,
             baseline=baseline, p_accept=p_accept, proposals=proposals, order=order, pending=len(undecided) - len(uids), config=cfg,
-            embedded=int(X[:, -1].sum()) if embedded is not None else 0)
+            embedded=int(X[:, -1].sum()) if embedded is not None else 0, proposing=propose, ordering=reorder)

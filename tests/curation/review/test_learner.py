@@ -214,6 +214,7 @@ def test_learner_follows_the_person_reject_grey_accept_colour(ws, tmp_path):
     assert report.human_labels == 24 and report.labels == 25 and report.agreement_n == 24
     assert 0.0 <= report.agreement <= 1.0 and report.agreement >= 0.9
     assert report.accepted == 13 and report.rejected == 12 and report.baseline == pytest.approx(0.5)
+    assert report.proposing and report.ordering  # 90% or more against 50%
 
     decided = set(labelled) | {items[12].crop_id, items[36].crop_id, items[37].crop_id}
     undecided = [it.crop_id for it in items if it.crop_id not in decided]
@@ -270,6 +271,7 @@ def test_a_learner_no_better_than_the_commoner_decision_proposes_nothing(ws, tmp
     assert report is not None and report.baseline == pytest.approx(0.5)
     assert not report.agreement > report.baseline
     assert report.proposals == [] and report.order == []  # the queue keeps the filters' order
+    assert not report.proposing and not report.ordering
     assert set(report.p_accept) == {it.crop_id for it in extra}  # still scored, for the record
     store.close()
 
