@@ -5,13 +5,12 @@ Rows are written as whole Parquet parts during the crawl, so a crawl killed at a
 keeps what it stored and the resumed crawl skips it. Each part is a commit of the stage
 contract (manifests/stage.py): the writer lock is held only while a part is written, so
 `headshot process` or an ingest can run on the same workspace while a crawl goes on. Images
-are decoded and stored in worker processes (which die with the crawl), so the reactor keeps
-its core for downloading.
+are decoded and stored in worker processes (which die with the crawl) that the reactor feeds
+through their own pipes (manifests/loop_pool.py), so it keeps its core for downloading.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -23,7 +22,8 @@ from manifests import tables
 from manifests.atomic import DiskFull
 from manifests.blobs import BlobStore, sha256_hex
 from manifests.records import ScrapedImage, StoredImage
-from manifests.stage import COMMIT_WAIT, call_in_worker, worker_pool, write_rows
+from manifests.loop_pool import LoopPool, cpu_workers
+from manifests.stage import COMMIT_WAIT, write_rows
 from manifests.workspace import Workspace, utcnow
 from media.decode import DecodeConfig
 from media.store import store_item
@@ -66,7 +66,7 @@ class StorePipeline:
         self.last = time.monotonic()
         self.decode = decode or DecodeConfig()
         # The reactor keeps one core for itself: the others decode.
-        self.workers = workers or max(1, (os.cpu_count() or 2) - 1)
+        self.workers = workers or cpu_workers(reserve=1)
         self.pool = None
 
     @classmethod
@@ -81,8 +81,9 @@ class StorePipeline:
 
     def open_spider(self) -> None:
         self.known = set(tables.read_table(self.ws, StoredImage, ["image_sha256"]).column("image_sha256").to_pylist())
-        self.pool = worker_pool(store_item, (str(self.ws.home), self.decode), self.workers,
-                                start="forkserver", preload=("media.store",))
+        # Forked (nothing is imported again) while no request has started a thread yet; the
+        # fork server if one has. Not a thread: it would wait on the reactor for the GIL.
+        self.pool = LoopPool(store_item, (str(self.ws.home), self.decode), self.workers, start=self._start_method())
 
     def close_spider(self) -> None:
         try:
@@ -95,16 +96,20 @@ class StorePipeline:
         finally:
             self._close_pool()
 
+    @staticmethod
+    def _start_method() -> str:
+        import threading
+
+        # A crawl's process never runs OpenCV (spiders do not import curation): a fork is safe
+        # while it has no other Python thread.
+        return "fork" if threading.active_count() == 1 else "forkserver"
+
     def _close_pool(self) -> None:
         """End the decoding workers and free what their queues hold, so that nothing (the
         resource tracker's warnings) is printed after the crawl's last line."""
         pool, self.pool = self.pool, None
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-            del pool
-            import gc
-
-            gc.collect()
+            pool.close()
 
     def _stop_for(self, exc: DiskFull) -> None:
         """Every later write would fail the same way, Scrapy's own closing writes (its JOBDIR
@@ -128,7 +133,7 @@ class StorePipeline:
                 # Decoding runs in a worker process, so the crawl's reactor keeps downloading on
                 # one core while images are validated on the others (a thread would share its GIL).
                 try:
-                    stored = await asyncio.wrap_future(self.pool.submit(call_in_worker, (fetched.body, sha)))
+                    stored = await self.pool.run((fetched.body, sha))
                 except DiskFull as exc:
                     self._stop_for(exc)
                 self.stored.append(stored)
