@@ -87,6 +87,18 @@ def crawl(
 
     Example: headshot crawl getchu --since 2015-05 --until 2015-06 --limit 200
     """
+    from spiders.prestart import prestart
+
+    # The crawl's process starts now and imports Scrapy and the spiders while the config is read.
+    pre = prestart()
+    try:
+        _crawl(pre, source, query, limit, since, until, sets, args)
+    finally:
+        if pre is not None:
+            pre.cancel()  # a no-op once the crawl has run
+
+
+def _crawl(pre, source, query, limit, since, until, sets, args) -> None:
     from spiders.run import CrawlRequest, SOURCES, crawl as run_crawl, parse_assignments
 
     if source not in SOURCES:
@@ -103,7 +115,7 @@ def crawl(
     for key, value in (("query", query), ("limit", limit), ("since", since), ("until", until)):
         if value is not None:
             spider_args[key] = str(value)
-    code = run_crawl(CrawlRequest(source, spider_args, settings), _workspace())
+    code = run_crawl(CrawlRequest(source, spider_args, settings), _workspace(), prestarted=pre)
     if code == 4:  # the disk is full: the crawl printed that line itself
         raise typer.Exit(4)
     if code:

@@ -87,12 +87,22 @@ def _check_room(jobdir: Path) -> None:
         raise DiskFull(jobdir.parent, MIN_FREE, free)
 
 
-def crawl(req: CrawlRequest, ws: Workspace, quiet: bool = False) -> int:
-    """Run the crawl to its end; returns scrapy's exit code."""
+def crawl(req: CrawlRequest, ws: Workspace, quiet: bool = False, prestarted=None) -> int:
+    """Run the crawl to its end; returns scrapy's exit code.
+
+    prestarted: a `spiders.prestart.Prestarted` fork to run it in (`headshot crawl` starts one
+    as it begins, so that nothing is imported twice); otherwise a new interpreter runs it."""
     run_id = new_run_id(f"crawl-{req.source}")
     argv, jobdir = command(req, ws, run_id)
     _check_room(jobdir)
     env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "spiders.settings"}
+    code = prestarted.run(argv, quiet) if prestarted is not None else _run_process(argv, env, quiet)
+    if code == 0 and (jobdir / FINISHED_MARKER).exists():
+        shutil.rmtree(jobdir, ignore_errors=True)
+    return code
+
+
+def _run_process(argv: list[str], env: dict[str, str], quiet: bool) -> int:
     # Its own session, so a terminal's Ctrl-C reaches scrapy once, through us: one SIGINT is
     # Scrapy's clean stop (the JOBDIR is saved and the next run resumes from it), a second forces it.
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL if quiet else None,
@@ -100,10 +110,6 @@ def crawl(req: CrawlRequest, ws: Workspace, quiet: bool = False) -> int:
                             start_new_session=True)
     while True:
         try:
-            code = proc.wait()
-            break
+            return proc.wait()
         except KeyboardInterrupt:
             proc.send_signal(signal.SIGINT)
-    if code == 0 and (jobdir / FINISHED_MARKER).exists():
-        shutil.rmtree(jobdir, ignore_errors=True)
-    return code
