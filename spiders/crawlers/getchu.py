@@ -62,8 +62,14 @@ class GetchuSpider(HeadshotSpider):
     def page_text(self, response) -> str:
         return getchu.decode_page(response.body, response.headers.get(b"Content-Type", b"").decode("latin-1"))
 
+    @staticmethod
+    def age_cookie() -> list[dict]:
+        """The age-gate cookie for the whole site (path /): one entry in the cookie jar, where a
+        cookie without a path would be one entry per page folder, each checked on every request."""
+        return [{"name": k, "value": v, "path": "/"} for k, v in getchu.AGE_COOKIE.items()]
+
     def request(self, url: str, parser, then=None, **kw):
-        return self.page(url, parser, then, cookies=dict(getchu.AGE_COOKIE), **kw)
+        return self.page(url, parser, then, cookies=self.age_cookie(), **kw)
 
     async def start(self):
         for y, m in self.months:
@@ -92,4 +98,4 @@ class GetchuSpider(HeadshotSpider):
         yield self.request(url, "item", "follow_item")
 
     def follow_item(self, parsed: Parsed, response) -> Iterator:
-        yield from self.images(parsed.items, referer=response.url, cookies=dict(getchu.AGE_COOKIE))
+        yield from self.images(parsed.items, referer=response.url, cookies=self.age_cookie())
