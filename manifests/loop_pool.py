@@ -8,7 +8,8 @@ reads the outcome when the pipe is readable (`loop.add_reader`), so nothing in t
 runs but the loop. Items wait in the driver while every worker is busy.
 
 `run(item, context)` is the stage's run (manifests/stage.py); an exception it raises reaches
-the awaiting caller. A worker that dies fails the items it held with `WorkerDied`.
+the awaiting caller. A worker that dies fails the items it held with `WorkerDied` and is
+replaced (up to `restarts` times).
 """
 
 from __future__ import annotations
@@ -75,21 +76,42 @@ class LoopPool:
     no other thread yet; "forkserver" otherwise."""
 
     def __init__(self, fn: Callable, context: Any, workers: int = 1, start: str = "fork",
-                 setup: Callable | None = None) -> None:
-        ctx = multiprocessing.get_context(start)
+                 setup: Callable | None = None, restarts: int = 10) -> None:
+        self.fn, self.context, self.setup = fn, context, setup
+        self.restarts = restarts  # dead workers replaced before the pool gives up on one
         self.workers: list[dict] = []
         for _ in range(max(1, workers)):
-            mine, theirs = ctx.Pipe(duplex=True)
-            others = [w["conn"].fileno() for w in self.workers] if start == "fork" else []
-            proc = ctx.Process(target=_worker, args=(theirs, fn, context, setup, others), daemon=True)
-            proc.start()
-            theirs.close()
-            _grow_pipe(mine.fileno())
-            self.workers.append({"proc": proc, "conn": mine, "held": {}})
+            self.workers.append(self._spawn(start))
         self.waiting: collections.deque = collections.deque()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.next_key = 0
         self.closed = False
+
+    def _spawn(self, start: str) -> dict:
+        ctx = multiprocessing.get_context(start)
+        mine, theirs = ctx.Pipe(duplex=True)
+        others = [w["conn"].fileno() for w in self.workers if w["proc"] is not None] if start == "fork" else []
+        proc = ctx.Process(target=_worker, args=(theirs, self.fn, self.context, self.setup, others), daemon=True)
+        proc.start()
+        theirs.close()
+        _grow_pipe(mine.fileno())
+        return {"proc": proc, "conn": mine, "held": {}}
+
+    def _replace(self, w: dict) -> None:
+        """A worker that died (a decoder's crash, the OOM killer) is replaced, so that one bad
+        image costs its own row, not every later one. Forked while this is the only thread."""
+        if self.closed or self.restarts <= 0:
+            return
+        self.restarts -= 1
+        import threading
+
+        try:
+            fresh = self._spawn("fork" if threading.active_count() == 1 else "forkserver")
+        except OSError:
+            return
+        w.update(fresh)
+        if self.loop is not None:
+            self.loop.add_reader(w["conn"].fileno(), self._readable, w)
 
     def _attach(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -156,6 +178,7 @@ class LoopPool:
         w["held"].clear()
         w["conn"].close()
         w["proc"] = None
+        self._replace(w)
 
     def _fail_waiting(self) -> None:
         while self.waiting:

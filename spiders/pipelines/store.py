@@ -22,7 +22,7 @@ from manifests import tables
 from manifests.atomic import DiskFull
 from manifests.blobs import BlobStore, sha256_hex
 from manifests.records import ScrapedImage, StoredImage
-from manifests.loop_pool import LoopPool, cpu_workers
+from manifests.loop_pool import LoopPool, WorkerDied, cpu_workers
 from manifests.stage import COMMIT_WAIT, write_rows
 from manifests.workspace import Workspace, utcnow
 from media.decode import DecodeConfig
@@ -136,8 +136,16 @@ class StorePipeline:
                     stored = await self.pool.run((fetched.body, sha))
                 except DiskFull as exc:
                     self._stop_for(exc)
-                self.stored.append(stored)
-                self.crawler.stats.inc_value(f"headshot/stored/{stored.status}")
+                except WorkerDied as exc:
+                    # The decoder's process died on these bytes (a crash, the OOM killer): a row
+                    # says so, and the same bytes met again are tried again (a fresh worker runs).
+                    self.known.discard(sha)
+                    stored = None
+                    fetched = fetched.with_status("unreadable", f"decoding the image ended its process: {exc}")
+                    sha = ""
+                if stored is not None:
+                    self.stored.append(stored)
+                    self.crawler.stats.inc_value(f"headshot/stored/{stored.status}")
         item = fetched.item
         self.scraped.append(ScrapedImage(
             source=item.source, source_id=item.source_id, image_url=item.image_url, status=fetched.status,

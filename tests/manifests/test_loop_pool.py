@@ -60,21 +60,33 @@ def test_exceptions_and_big_items():
     asyncio.run(main())
 
 
-def test_a_dead_worker_fails_its_items_and_the_rest_go_on():
+def test_a_dead_worker_fails_its_item_and_is_replaced():
     async def main():
         pool = LoopPool(_work, None, workers=2)
         try:
-            died = pool.run(("die", 0))
+            before = {w["proc"].pid for w in pool.workers}
             with pytest.raises(WorkerDied, match="exit code -9"):
-                await asyncio.wait_for(died, 20)
-            outs = await asyncio.wait_for(asyncio.gather(*(pool.run(("echo", i)) for i in range(10))), 20)
-            assert [v for _, _, v in outs] == list(range(10))
-            assert len({p for p, _, _ in outs}) == 1  # the one left
-            pool.workers[[w["proc"] is not None for w in pool.workers].index(True)]["proc"].kill()
-            with pytest.raises(WorkerDied):
-                await asyncio.wait_for(pool.run(("echo", "none left")), 20)
+                await asyncio.wait_for(pool.run(("die", 0)), 20)
+            outs = await asyncio.wait_for(asyncio.gather(*(pool.run(("echo", i)) for i in range(20))), 20)
+            assert [v for _, _, v in outs] == list(range(20))
+            after = {w["proc"].pid for w in pool.workers}
+            assert len(after) == 2 and len(after - before) == 1  # one new worker beside the one left
         finally:
             pool.close()
         assert all(w["proc"] is None for w in pool.workers)
+
+    asyncio.run(main())
+
+
+def test_without_restarts_a_pool_whose_workers_all_died_says_so():
+    async def main():
+        pool = LoopPool(_work, None, workers=1, restarts=0)
+        try:
+            with pytest.raises(WorkerDied):
+                await asyncio.wait_for(pool.run(("die", 0)), 20)
+            with pytest.raises(WorkerDied, match="every worker"):
+                await asyncio.wait_for(pool.run(("echo", "none left")), 20)
+        finally:
+            pool.close()
 
     asyncio.run(main())
