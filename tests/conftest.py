@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -222,3 +223,27 @@ def browser():
         b = p.chromium.launch(executable_path=str(path), headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def run_async():
+    """`run_async(main)`: asyncio.run(main()) in a thread of its own, since the session's browser
+    (Playwright's sync API) keeps an event loop running in the main thread once it has started."""
+
+    def run(main):
+        box: dict = {}
+
+        def target() -> None:
+            try:
+                box["out"] = asyncio.run(main())
+            except BaseException as exc:  # noqa: BLE001  (re-raised in the test's thread)
+                box["err"] = exc
+
+        t = threading.Thread(target=target, name="test-event-loop")
+        t.start()
+        t.join()
+        if "err" in box:
+            raise box["err"]
+        return box.get("out")
+
+    return run

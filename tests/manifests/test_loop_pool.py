@@ -27,7 +27,7 @@ def _work(item, context):
 
 
 @pytest.mark.parametrize("start", ["fork", "forkserver"])
-def test_outcomes_reach_their_callers_in_any_order(start):
+def test_outcomes_reach_their_callers_in_any_order(start, run_async):
     async def main():
         pool = LoopPool(_work, "ctx", workers=2, start=start)
         try:
@@ -36,14 +36,14 @@ def test_outcomes_reach_their_callers_in_any_order(start):
             pool.close()
         return outs
 
-    outs = asyncio.run(main())
+    outs = run_async(main)
     assert [v for _, _, v in outs] == list(range(50))
     assert {c for _, c, _ in outs} == {"ctx"}
     pids = {p for p, _, _ in outs}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
 
 
-def test_exceptions_and_big_items():
+def test_exceptions_and_big_items(run_async):
     async def main():
         pool = LoopPool(_work, None, workers=1)
         try:
@@ -57,10 +57,10 @@ def test_exceptions_and_big_items():
         finally:
             pool.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
-def test_a_dead_worker_fails_its_item_and_is_replaced():
+def test_a_dead_worker_fails_its_item_and_is_replaced(run_async):
     async def main():
         pool = LoopPool(_work, None, workers=2)
         try:
@@ -75,10 +75,10 @@ def test_a_dead_worker_fails_its_item_and_is_replaced():
             pool.close()
         assert all(w["proc"] is None for w in pool.workers)
 
-    asyncio.run(main())
+    run_async(main)
 
 
-def test_without_restarts_a_pool_whose_workers_all_died_says_so():
+def test_without_restarts_a_pool_whose_workers_all_died_says_so(run_async):
     async def main():
         pool = LoopPool(_work, None, workers=1, restarts=0)
         try:
@@ -89,4 +89,4 @@ def test_without_restarts_a_pool_whose_workers_all_died_says_so():
         finally:
             pool.close()
 
-    asyncio.run(main())
+    run_async(main)

@@ -31,7 +31,7 @@ def _fetched(n: int, body: bytes) -> Fetched:
     return Fetched(item, "ok", body=body, http_status=200)
 
 
-def test_a_worker_that_dies_costs_one_row_with_its_reason(tmp_path):
+def test_a_worker_that_dies_costs_one_row_with_its_reason(tmp_path, run_async):
     home = tmp_path / "ws"
     Workspace.open(home)
     store = StorePipeline(str(home), "crawl-test", workers=1)
@@ -48,7 +48,7 @@ def test_a_worker_that_dies_costs_one_row_with_its_reason(tmp_path):
         store.close_spider()
         return first, second
 
-    first, second = asyncio.run(main())
+    first, second = run_async(main)
     assert first.status == "unreadable" and "ended its process" in first.reason and "-9" in first.reason
     assert second.status == "ok"
     ws = Workspace.open(home)
