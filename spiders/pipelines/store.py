@@ -27,6 +27,7 @@ from manifests.stage import COMMIT_WAIT, write_rows
 from manifests.workspace import Workspace, utcnow
 from media.decode import DecodeConfig
 from media.store import store_item
+from media.web import recorded_text, recorded_url
 
 from ..items import Fetched
 
@@ -38,6 +39,17 @@ def decode_config(settings) -> DecodeConfig:
     return DecodeConfig(min_side=settings.getint("HEADSHOT_MIN_SIDE", d.min_side),
                         max_pixels=settings.getint("HEADSHOT_MAX_PIXELS", d.max_pixels),
                         max_bytes=settings.getint("HEADSHOT_MAX_BYTES", d.max_bytes))
+
+
+def _recorded(value):
+    """A page's extra fields with every URL in their strings as rows keep URLs."""
+    if isinstance(value, str):
+        return recorded_text(value)
+    if isinstance(value, dict):
+        return {k: _recorded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_recorded(v) for v in value]
+    return value
 
 
 def _when(value: str) -> datetime | None:
@@ -147,13 +159,15 @@ class StorePipeline:
                     self.stored.append(stored)
                     self.crawler.stats.inc_value(f"headshot/stored/{stored.status}")
         item = fetched.item
+        # Signed image URLs (DeviantArt's ?token=) were fetched as they are; rows, which get
+        # published with datasets, keep them with their secret parameters REDACTED.
         self.scraped.append(ScrapedImage(
-            source=item.source, source_id=item.source_id, image_url=item.image_url, status=fetched.status,
-            reason=fetched.reason, page_url=item.page_url, title=item.title, artist=item.artist,
-            character=item.character, tags=tuple(item.tags), rating=item.rating, license=item.license,
-            published_at=_when(item.published_at), fetched_at=utcnow(), crawl_run_id=self.run_id,
-            opted_out=fetched.status == "opted_out", image_sha256=sha,
-            extra=json.dumps(item.extra, ensure_ascii=False, sort_keys=True, default=str),
+            source=item.source, source_id=item.source_id, image_url=recorded_url(item.image_url),
+            status=fetched.status, reason=recorded_text(fetched.reason), page_url=recorded_url(item.page_url),
+            title=item.title, artist=item.artist, character=item.character, tags=tuple(item.tags),
+            rating=item.rating, license=item.license, published_at=_when(item.published_at), fetched_at=utcnow(),
+            crawl_run_id=self.run_id, opted_out=fetched.status == "opted_out", image_sha256=sha,
+            extra=json.dumps(_recorded(item.extra), ensure_ascii=False, sort_keys=True, default=str),
         ))
         self.crawler.stats.inc_value(f"headshot/rows/{fetched.status}")
         if len(self.scraped) + len(self.stored) >= self.part_rows or time.monotonic() - self.last > self.part_seconds:

@@ -114,6 +114,12 @@ def test_feed_pages_up_to_the_limit_then_a_second_crawl_fetches_only_new_images(
     one = scraped[str(ids[0])]
     assert one.artist == "ExampleVulpine" and one.tags == ("furry", "headshot", "commission", "fox", "anthro")
     assert one.rating == "nonadult" and one.image_url.startswith("http://localhost:")
+    # The CDN was asked with each signed URL whole; rows (published with datasets) keep it with
+    # its token REDACTED, in image_url and in the page's extra fields alike.
+    signed = [req.query.get("token", [""])[0] for _, req, _ in cdn.log if req.path.startswith("/images/")]
+    assert len(signed) >= 146 and all(t.startswith("REPLICA") for t in signed)
+    assert one.image_url.endswith("?token=REDACTED")
+    assert not [r.source_id for r in scraped.values() if "REPLICA" in r.image_url + r.extra + r.reason]
     assert json.loads(one.extra)["deviation_id"] == ids[0]
     assert [req.path for _, req, _ in cdn.log].count("/robots.txt") == 1
 
