@@ -26,6 +26,7 @@ from manifests.stage import COMMIT_WAIT, RowBuffer, StageReport, call_in_worker,
 from manifests.workspace import Workspace, new_run_id, utcnow
 from media import store as media_store
 from media.decode import DecodeConfig
+from media.web import recorded_text
 
 from .fetch import FetchConfig, Fetcher, FetchResult, recorded_url
 
@@ -229,7 +230,8 @@ def _input_row(inp: Input, status: str, reason: str, sha: str, run_id: str) -> S
                             reason=reason, title=escape_text(p.name), fetched_at=utcnow(), crawl_run_id=run_id,
                             image_sha256=sha)
     url = recorded_url(inp.uri)  # a user:pass@ or ?token= in a list is used for the request, never recorded
-    return ScrapedImage(source="url", source_id=url, image_url=url, status=status, reason=reason,
+    # A reason may quote a URL (an exception's text, a redirect's target): recorded the same way.
+    return ScrapedImage(source="url", source_id=url, image_url=url, status=status, reason=recorded_text(reason),
                         fetched_at=utcnow(), crawl_run_id=run_id, opted_out=status == "opted_out", image_sha256=sha)
 
 

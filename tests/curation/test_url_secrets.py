@@ -10,6 +10,7 @@ from curation.fetch import REDACTED, FetchConfig, recorded_url
 from curation.ingest import IngestConfig, ingest
 from manifests import tables
 from manifests.records import ScrapedImage, StoredImage
+from media.web import recorded_text
 from replicas.drawn import draw_face, encode
 
 JPEG = {"Content-Type": "image/jpeg"}
@@ -30,19 +31,32 @@ def test_recorded_url_hides_the_values_of_secret_parameters_only(url, expected):
     assert recorded_url(url) == expected
 
 
+def test_recorded_text_hides_them_in_every_url_a_reason_quotes():
+    reason = ("ValueError: unknown url type: 'htp://cdn.example.org/a.jpg?token=t1' (after "
+              "\"https://u:p@example.org/b.jpg?sig=s2&w=3\"); see https://example.org/help?page=2.")
+    assert recorded_text(reason) == (
+        f"ValueError: unknown url type: 'htp://cdn.example.org/a.jpg?token={REDACTED}' (after "
+        f"\"https://example.org/b.jpg?sig={REDACTED}&w=3\"); see https://example.org/help?page=2.")
+    assert recorded_text("HTTP 404") == "HTTP 404"
+
+
 def test_ingest_sends_the_token_and_records_it_nowhere(ws, site, tmp_path):
     image = encode(draw_face(3, 96), "JPEG", quality=85)
     signed = site.add("/art/a.jpg?w=96&token=abc123", (200, JPEG, image))  # 404 without the token
     hop = site.add("/go.jpg", (302, {"Location": "/private/b.jpg?X-Amz-Signature=zzz999"}, b""))
+    # A redirect off http(s): its reason quotes where it pointed, with the signature hidden.
+    off = site.add("/off.jpg", (302, {"Location": "ftp://files.example.invalid/c.jpg?sig=yyy777"}, b""))
     site.add("/robots.txt", (200, {"Content-Type": "text/plain"}, b"User-agent: *\nDisallow: /private/\n"))
     listing = tmp_path / "urls.txt"
-    listing.write_text(f"{signed}\n{hop}\n")
+    listing.write_text(f"{signed}\n{hop}\n{off}\n")
     cfg = IngestConfig(fetch=replace(FetchConfig(), per_host_delay=0.0, backoff=0.05, timeout=5), workers=1)
     report = ingest([str(listing)], ws, cfg, progress=False)
     assert report.new_images == 1
     rows = tables.read_records(ws, ScrapedImage)
     by_status = {r.status: r for r in rows}
-    assert set(by_status) == {"ok", "robots_disallowed"}, rows
+    assert len(rows) == 3 and {"ok", "robots_disallowed"} <= set(by_status), rows
+    offsite = next(r for r in rows if r.image_url.endswith("/off.jpg"))
+    assert offsite.status not in ("ok", "robots_disallowed") and f"sig={REDACTED}" in offsite.reason, offsite
     ok = by_status["ok"]
     assert ok.image_url == ok.source_id == site.url(f"/art/a.jpg?w=96&token={REDACTED}")
     assert tables.read_records(ws, StoredImage)[0].image_sha256 == ok.image_sha256
@@ -51,5 +65,5 @@ def test_ingest_sends_the_token_and_records_it_nowhere(ws, site, tmp_path):
     # Nothing of either secret in any manifest file, rows, reasons and metadata alike.
     for path in ws.manifests.rglob("*.parquet"):
         data = path.read_bytes()
-        assert b"abc123" not in data and b"zzz999" not in data, path
+        assert b"abc123" not in data and b"zzz999" not in data and b"yyy777" not in data, path
     assert [p for _, p, _ in site.log if p.startswith("/art/")] == ["/art/a.jpg?w=96&token=abc123"]
