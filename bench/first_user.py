@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{len(pictures)} pictures with a crop of {len(truth_by_name)} written ({heads} headshots), {len(items)} crops; "
           f"times: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
     print("\n| labels | pictures decided right (labels + the learner's proposals) | learner's own agreement |\n|---|---|---|")
-    for n, share, agree in curve[::max(1, len(curve) // 12)] + curve[-1:]:
+    shown = curve[::max(1, len(curve) // 12)]
+    for n, share, agree in shown + [row for row in curve[-1:] if row not in shown]:  # the last row once
         print(f"| {n} | {share:.1%} | {agree:.1%} |")
     print(f"\nlabels to reach {GOAL:.0%}: {reached if reached is not None else f'not within {len(states)}'}"
           f" (by hand: {len(pictures)})")
