@@ -70,4 +70,11 @@ def main(items: int = 100, repeats: int = 3) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Crawl throughput against a bare Scrapy spider. "
+                                 "Example: python -m bench.crawl_throughput --items 400")
+    ap.add_argument("--items", type=int, default=100, help="getchu items (each: a page and 4 images; default 100)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each, the median kept (default 3)")
+    a = ap.parse_args()
+    main(a.items, a.repeats)
