@@ -72,12 +72,13 @@ def _grow_pipe(fd: int) -> None:
 class LoopPool:
     """`await pool.run(item)` -> `fn(item, context)` in one of `workers` processes.
 
-    start "fork" (fast: nothing is imported again) where the driver has run no OpenCV and has
-    no other thread yet; "forkserver" otherwise."""
+    start "auto" (for a driver that runs no OpenCV, such as a crawl): "fork" (fast: nothing is
+    imported again) while the driver has no other Python thread, the fork server once it has;
+    the same choice is made again for each worker that replaces a dead one."""
 
-    def __init__(self, fn: Callable, context: Any, workers: int = 1, start: str = "fork",
+    def __init__(self, fn: Callable, context: Any, workers: int = 1, start: str = "auto",
                  setup: Callable | None = None, restarts: int = 10) -> None:
-        self.fn, self.context, self.setup = fn, context, setup
+        self.fn, self.context, self.setup, self.start = fn, context, setup, start
         self.restarts = restarts  # dead workers replaced before the pool gives up on one
         self.workers: list[dict] = []
         for _ in range(max(1, workers)):
@@ -88,6 +89,10 @@ class LoopPool:
         self.closed = False
 
     def _spawn(self, start: str) -> dict:
+        if start == "auto":
+            import threading
+
+            start = "fork" if threading.active_count() == 1 else "forkserver"
         ctx = multiprocessing.get_context(start)
         mine, theirs = ctx.Pipe(duplex=True)
         others = [w["conn"].fileno() for w in self.workers if w["proc"] is not None] if start == "fork" else []
@@ -103,10 +108,8 @@ class LoopPool:
         if self.closed or self.restarts <= 0:
             return
         self.restarts -= 1
-        import threading
-
         try:
-            fresh = self._spawn("fork" if threading.active_count() == 1 else "forkserver")
+            fresh = self._spawn(self.start)
         except OSError:
             return
         w.update(fresh)

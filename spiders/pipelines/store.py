@@ -93,9 +93,10 @@ class StorePipeline:
 
     def open_spider(self) -> None:
         self.known = set(tables.read_table(self.ws, StoredImage, ["image_sha256"]).column("image_sha256").to_pylist())
-        # Forked (nothing is imported again) while no request has started a thread yet; the
-        # fork server if one has. Not a thread: it would wait on the reactor for the GIL.
-        self.pool = LoopPool(store_item, (str(self.ws.home), self.decode), self.workers, start=self._start_method())
+        # Processes, not threads (a thread would wait on the reactor for the GIL); forked while
+        # no request has started a thread yet: a crawl's process never runs OpenCV (spiders do
+        # not import curation).
+        self.pool = LoopPool(store_item, (str(self.ws.home), self.decode), self.workers, start="auto")
 
     def close_spider(self) -> None:
         try:
@@ -107,14 +108,6 @@ class StorePipeline:
             self._stop_for(exc)
         finally:
             self._close_pool()
-
-    @staticmethod
-    def _start_method() -> str:
-        import threading
-
-        # A crawl's process never runs OpenCV (spiders do not import curation): a fork is safe
-        # while it has no other Python thread.
-        return "fork" if threading.active_count() == 1 else "forkserver"
 
     def _close_pool(self) -> None:
         """End the decoding workers and free what their queues hold, so that nothing (the
